@@ -1,0 +1,277 @@
+// Package app wires the server together: data directory, CA and server
+// certificate, store, the agents' gRPC listener and the operators' REST
+// listener.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/quantumlayer/qinfra/pkg/pki"
+	"github.com/quantumlayer/qinfra/pkg/version"
+	"github.com/quantumlayer/qinfra/server/internal/api"
+	"github.com/quantumlayer/qinfra/server/internal/auth"
+	"github.com/quantumlayer/qinfra/server/internal/ingest"
+	"github.com/quantumlayer/qinfra/server/internal/store"
+	"github.com/quantumlayer/qinfra/server/internal/store/bboltstore"
+	"google.golang.org/grpc"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// DataDir holds the CA, the server certificate and the embedded store.
+	DataDir string
+	// GRPCAddr is where agents connect (mTLS gRPC).
+	GRPCAddr string
+	// APIAddr is where operators connect (REST over TLS).
+	APIAddr string
+	// AdvertiseAddr is the gRPC address agents are told to use; default
+	// GRPCAddr.
+	AdvertiseAddr string
+	// SANs are extra DNS names and IP addresses for the server certificate
+	// created by Init.
+	SANs []string
+	// CertTTL is the lifetime of agent certificates.
+	CertTTL time.Duration
+	// ScanInterval is pushed to agents.
+	ScanInterval time.Duration
+	// MaxMessageSize bounds gRPC messages both ways.
+	MaxMessageSize int
+	Logger         *slog.Logger
+}
+
+// Default returns the default configuration.
+func Default() Config {
+	return Config{
+		DataDir:        "/var/lib/qinfra-server",
+		GRPCAddr:       ":8440",
+		APIAddr:        ":8443",
+		CertTTL:        ingest.DefaultCertTTL,
+		ScanInterval:   ingest.DefaultScanInterval,
+		MaxMessageSize: ingest.DefaultMaxMessageSize,
+	}
+}
+
+// Paths of the files in a data directory.
+type Paths struct{ Dir string }
+
+func (p Paths) CACert() string     { return filepath.Join(p.Dir, "ca.crt") }
+func (p Paths) CAKey() string      { return filepath.Join(p.Dir, "ca.key") }
+func (p Paths) ServerCert() string { return filepath.Join(p.Dir, "server.crt") }
+func (p Paths) ServerKey() string  { return filepath.Join(p.Dir, "server.key") }
+func (p Paths) Store() string      { return filepath.Join(p.Dir, "qinfra.db") }
+
+// Initialized reports whether the data directory holds a CA.
+func Initialized(dir string) bool {
+	_, err := os.Stat(Paths{dir}.CACert())
+	return err == nil
+}
+
+// InitResult is what Init created.
+type InitResult struct {
+	CAFingerprint string
+	// AdminToken is the first admin API token; it is stored hashed and
+	// this is the only time it is seen.
+	AdminToken string
+}
+
+// Init creates the CA, the server certificate, the store and a first admin
+// API token in an empty data directory. It refuses a directory that
+// already holds a CA.
+func Init(ctx context.Context, cfg Config) (*InitResult, error) {
+	p := Paths{cfg.DataDir}
+	if Initialized(cfg.DataDir) {
+		return nil, fmt.Errorf("data directory %s is already initialized", cfg.DataDir)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	ca, err := pki.NewCA("qinfra CA", 10*365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	dns, ips := serverNames(cfg.SANs)
+	certPEM, keyPEM, err := ca.IssueServerCert(dns, ips, 2*365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(p.ServerKey(), keyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFileAtomic(p.ServerCert(), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	st, err := bboltstore.Open(p.Store(), bboltstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	secret, err := auth.NewAdminToken(ctx, st, "admin")
+	if err != nil {
+		return nil, err
+	}
+	if err := st.AppendAudit(ctx, &store.AuditEntry{Time: time.Now(), Actor: "qinfra-server init", Action: "server.init",
+		Target: cfg.DataDir, Detail: fmt.Sprintf(`{"ca_fingerprint":%q}`, ca.Fingerprint())}); err != nil {
+		return nil, err
+	}
+	// The CA is written last: its presence marks the directory initialized,
+	// so an interrupted init can simply be run again.
+	if err := ca.Save(p.CACert(), p.CAKey()); err != nil {
+		return nil, err
+	}
+	return &InitResult{CAFingerprint: ca.Fingerprint(), AdminToken: secret}, nil
+}
+
+func serverNames(extra []string) (dns []string, ips []net.IP) {
+	dns = []string{"localhost"}
+	ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		dns = append(dns, h)
+	}
+	for _, s := range extra {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		} else if s != "" {
+			dns = append(dns, s)
+		}
+	}
+	return dns, ips
+}
+
+// Server is a running server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *bboltstore.Store
+	ca      *pki.CA
+	Ingest  *ingest.Service
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+	grpcLn  net.Listener
+	apiLn   net.Listener
+	errc    chan error
+}
+
+// GRPCAddr is the address the agents' listener is bound to.
+func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }
+
+// APIAddr is the address the REST listener is bound to.
+func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
+
+// CAFingerprint is the pin agents enroll with.
+func (s *Server) CAFingerprint() string { return s.ca.Fingerprint() }
+
+// Store is the server's store.
+func (s *Server) Store() store.Store { return s.store }
+
+// Start opens the store and starts both listeners. An uninitialized data
+// directory is an error: run Init first (the command line does it on first
+// start).
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := Paths{cfg.DataDir}
+	if !Initialized(cfg.DataDir) {
+		return nil, fmt.Errorf("data directory %s is not initialized: run 'qinfra-server init --data %s'", cfg.DataDir, cfg.DataDir)
+	}
+	ca, err := pki.LoadCA(p.CACert(), p.CAKey())
+	if err != nil {
+		return nil, err
+	}
+	serverCert, err := tls.LoadX509KeyPair(p.ServerCert(), p.ServerKey())
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate: %w", err)
+	}
+	st, err := bboltstore.Open(p.Store(), bboltstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, store: st, ca: ca, errc: make(chan error, 2)}
+	s.Ingest = ingest.New(ingest.Options{
+		Store:          st,
+		CA:             ca,
+		Logger:         cfg.Logger,
+		CertTTL:        cfg.CertTTL,
+		MaxMessageSize: cfg.MaxMessageSize,
+		ScanInterval:   cfg.ScanInterval,
+	})
+	s.grpcSrv = ingest.NewGRPCServer(s.Ingest, serverCert)
+	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("listen for agents on %s: %w", cfg.GRPCAddr, err)
+	}
+	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		s.grpcLn.Close()
+		st.Close()
+		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.APIAddr, err)
+	}
+	advertise := cfg.AdvertiseAddr
+	if advertise == "" {
+		advertise = s.GRPCAddr()
+	}
+	handler := api.New(api.Options{
+		Store:         st,
+		Live:          s.Ingest,
+		Logger:        cfg.Logger,
+		CAFingerprint: ca.Fingerprint(),
+		GRPCAddress:   advertise,
+	})
+	s.httpSrv = &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{serverCert},
+		},
+	}
+	go func() { s.errc <- s.grpcSrv.Serve(s.grpcLn) }()
+	go func() {
+		if err := s.httpSrv.ServeTLS(s.apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- err
+		}
+	}()
+	s.log.Info("server started", "grpc", s.GRPCAddr(), "api", "https://"+s.APIAddr(),
+		"ca_fingerprint", ca.Fingerprint(), "version", version.Version)
+	return s, nil
+}
+
+// Wait blocks until ctx ends or a listener fails.
+func (s *Server) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.errc:
+		return err
+	}
+}
+
+// Close stops both listeners, letting in-flight requests finish for a
+// moment, and closes the store. Agent streams never end on their own,
+// so they are cut after that: agents resend whatever was not acknowledged.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.httpSrv.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.grpcSrv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpcSrv.Stop()
+	}
+	return s.store.Close()
+}
