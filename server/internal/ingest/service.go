@@ -115,7 +115,7 @@ func NewGRPCServer(svc *Service, serverCert tls.Certificate) *grpc.Server {
 	pool := x509.NewCertPool()
 	pool.AddCert(svc.ca.Cert)
 	creds := credentials.NewTLS(pki.ServerTLSConfig(serverCert, pool))
-	return grpc.NewServer(
+	srv := grpc.NewServer(
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(svc.opts.MaxMessageSize),
 		grpc.MaxSendMsgSize(svc.opts.MaxMessageSize),
@@ -126,6 +126,8 @@ func NewGRPCServer(svc *Service, serverCert tls.Certificate) *grpc.Server {
 		grpc.UnaryInterceptor(svc.UnaryInterceptor),
 		grpc.StreamInterceptor(svc.StreamInterceptor),
 	)
+	agentv1.RegisterAgentServiceServer(srv, svc)
+	return srv
 }
 
 // Enroll exchanges an enrollment token and a CSR for a client certificate.
