@@ -3,8 +3,8 @@ package identity
 import (
 	"context"
 	"encoding/hex"
-	"net"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/quantumlayer/qinfra/pkg/pki"

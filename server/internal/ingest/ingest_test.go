@@ -486,4 +486,3 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
-
