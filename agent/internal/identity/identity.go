@@ -42,6 +42,10 @@ type Identity struct {
 	mu   sync.RWMutex
 	cert tls.Certificate
 	leaf *x509.Certificate
+	// obtained is when this certificate was received (the file's mtime
+	// after a restart). Renewal is timed from it rather than from
+	// NotBefore, which the CA backdates for clock skew.
+	obtained time.Time
 }
 
 // Load reads the identity from the state directory.
@@ -83,7 +87,11 @@ func Load(f Files) (*Identity, error) {
 	if got, err := pki.HostIDFromVerifiedCert(leaf); err != nil || got != hostID {
 		return nil, fmt.Errorf("agent certificate does not match host id %q in %s", hostID, f.HostIDPath())
 	}
-	return &Identity{files: f, HostID: hostID, CA: ca, cert: cert, leaf: leaf}, nil
+	obtained := leaf.NotBefore
+	if fi, err := os.Stat(f.CertPath()); err == nil && fi.ModTime().After(obtained) && fi.ModTime().Before(leaf.NotAfter) {
+		obtained = fi.ModTime()
+	}
+	return &Identity{files: f, HostID: hostID, CA: ca, cert: cert, leaf: leaf, obtained: obtained}, nil
 }
 
 // Save writes a new identity into the state directory.
@@ -110,11 +118,20 @@ func (id *Identity) Leaf() *x509.Certificate {
 	return id.leaf
 }
 
-// RenewAt returns when the certificate should be renewed: at half of its
-// lifetime.
+// RenewAt returns when the certificate should be renewed: half-way from
+// when it was obtained to when it expires.
 func (id *Identity) RenewAt() time.Time {
-	l := id.Leaf()
-	return l.NotBefore.Add(l.NotAfter.Sub(l.NotBefore) / 2)
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	return id.obtained.Add(id.leaf.NotAfter.Sub(id.obtained) / 2)
+}
+
+// Lifetime is how long the current certificate was valid for when it was
+// obtained.
+func (id *Identity) Lifetime() time.Duration {
+	id.mu.RLock()
+	defer id.mu.RUnlock()
+	return id.leaf.NotAfter.Sub(id.obtained)
 }
 
 // GetClientCertificate serves tls.Config.GetClientCertificate.
@@ -153,7 +170,7 @@ func (id *Identity) Replace(keyPEM, certDER []byte) error {
 		return fmt.Errorf("install renewed key: %w", err)
 	}
 	id.mu.Lock()
-	id.cert, id.leaf = cert, leaf
+	id.cert, id.leaf, id.obtained = cert, leaf, time.Now()
 	id.mu.Unlock()
 	return nil
 }

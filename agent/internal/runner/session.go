@@ -73,7 +73,8 @@ func (r *Runner) session(ctx context.Context, addr string) error {
 	sent := welcome.GetLastAppliedSeq()
 	heartbeat := time.NewTicker(r.o.HeartbeatInterval)
 	defer heartbeat.Stop()
-	renewCheck := time.NewTicker(time.Minute)
+	// Check for renewal often enough for short-lived certificates.
+	renewCheck := time.NewTicker(min(time.Minute, max(time.Second, r.o.Identity.Lifetime()/20)))
 	defer renewCheck.Stop()
 	var pendingKey []byte
 	r.notify()
