@@ -258,7 +258,7 @@ func (s *server) host(hostID string) map[string]any {
 // agentState is an enrolled agent's state directory and config.
 type agentState struct {
 	dir, config, root string
-	hostID           string
+	hostID            string
 }
 
 func enrollAgent(t *testing.T, s *server, root string, cfgExtra string) *agentState {

@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // ChainAudit fills e's Seq, PrevHash and Hash given the previous entry (nil
 // for the first). Every backend calls it inside the transaction that
-// appends, so the chain is identical whatever stores it.
+// appends, so the chain is identical whatever stores it. It sets e.Time to
+// UTC truncated to the microsecond, the precision every backend keeps
+// (PostgreSQL's timestamptz included), so a stored entry still verifies.
 func ChainAudit(prev, e *AuditEntry) {
 	e.Seq = 1
 	e.PrevHash = make([]byte, sha256.Size)
@@ -17,7 +20,7 @@ func ChainAudit(prev, e *AuditEntry) {
 		e.Seq = prev.Seq + 1
 		e.PrevHash = append([]byte(nil), prev.Hash...)
 	}
-	e.Time = e.Time.UTC()
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
 	e.Hash = auditHash(e)
 }
 

@@ -20,6 +20,11 @@ var (
 	// ErrTokenInvalid covers unknown, expired and used-up enrollment tokens;
 	// the wrapping error says which, the client is told only this.
 	ErrTokenInvalid = errors.New("enrollment token invalid")
+	// ErrInvalid is returned, and nothing is changed, for input a backend
+	// refuses to store: an empty ID or hash, or an inventory update that is
+	// malformed (an item failing inventory.Validate, a full inventory with
+	// removals).
+	ErrInvalid = errors.New("invalid input")
 )
 
 // Store is everything the server persists.
@@ -179,15 +184,17 @@ type Inventory interface {
 	// (host, spool, seq). An update with a SpoolID other than the stored one
 	// starts a new sequence scope: the stored items are kept, LastSeq starts
 	// from zero and, unless u is full, the outcome is NeedsFull.
-	// It returns ErrNotFound for an unknown host.
+	// It returns ErrNotFound for an unknown host, and an error wrapping
+	// ErrInvalid, consuming no seq, when u is malformed.
 	ApplyInventory(ctx context.Context, u *InventoryUpdate) (Outcome, error)
 	// GetStreamState returns the zero StreamState for a host that has sent
 	// nothing, and ErrNotFound for an unknown host.
 	GetStreamState(ctx context.Context, hostID string) (StreamState, error)
 	// ListItems returns a host's items of one kind ("" for all), ordered by
-	// kind then key.
+	// kind then key (byte order). It returns ErrNotFound for an unknown host.
 	ListItems(ctx context.Context, hostID, kind string) ([]*commonv1.Item, error)
-	// CountItems returns the number of items per kind.
+	// CountItems returns the number of items per kind. It returns
+	// ErrNotFound for an unknown host.
 	CountItems(ctx context.Context, hostID string) (map[string]int, error)
 }
 
@@ -210,6 +217,7 @@ type Audit interface {
 	// AppendAudit assigns e's Seq, PrevHash and Hash (see ChainAudit) and
 	// stores it.
 	AppendAudit(ctx context.Context, e *AuditEntry) error
-	// ListAudit returns up to limit entries with Seq > after, in order.
+	// ListAudit returns up to limit entries with Seq > after, in order; a
+	// limit of zero or less means no limit.
 	ListAudit(ctx context.Context, after uint64, limit int) ([]*AuditEntry, error)
 }
