@@ -114,7 +114,7 @@ func New(opts Options) *Service {
 func NewGRPCServer(svc *Service, serverCert tls.Certificate) *grpc.Server {
 	pool := x509.NewCertPool()
 	pool.AddCert(svc.ca.Cert)
-	creds := credentials.NewTLS(pki.ServerTLSConfig(serverCert, pool))
+	creds := &loggingCreds{TransportCredentials: credentials.NewTLS(pki.ServerTLSConfig(serverCert, pool)), log: svc.log}
 	srv := grpc.NewServer(
 		grpc.Creds(creds),
 		grpc.MaxRecvMsgSize(svc.opts.MaxMessageSize),
