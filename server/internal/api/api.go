@@ -1,0 +1,157 @@
+// Package api serves the operator REST API under /api/v1: hosts and their
+// inventory, enrollment tokens, the audit log and the server's identity,
+// plus the unauthenticated /healthz, /readyz and OpenAPI document.
+//
+// Every route is declared once, in routes, with the role it needs; New
+// registers that table on a Go 1.22 method-pattern ServeMux and the OpenAPI
+// test checks the same table against the embedded document, so the two
+// cannot drift apart.
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/quantumlayer/qinfra/server/internal/store"
+)
+
+// Live is the view of connected agents the API needs. The gRPC ingest layer
+// implements it.
+type Live interface {
+	// Connected reports whether the host has a live stream now.
+	Connected(hostID string) bool
+	// Disconnect closes the host's live stream now, if any.
+	Disconnect(hostID string, reason string)
+}
+
+// Options configures the API handler. Store is required; every other field
+// has a usable zero value.
+type Options struct {
+	// Store persists everything the API reads and changes.
+	Store store.Store
+	// Live reports and closes agent streams; nil means no agent is ever
+	// connected (e.g. an API-only process).
+	Live Live
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds request bodies; 0 means 1 MiB.
+	MaxBodyBytes int64
+	// Now is the clock; nil means time.Now. Tests inject a fixed one.
+	Now func() time.Time
+	// Ready reports whether the server can serve (store open, listeners
+	// up); nil means always ready. Its error is shown by /readyz.
+	Ready func() error
+	// DefaultEnrollmentTTL is the lifetime of an enrollment token created
+	// without a ttl; 0 means one hour, and values above the 30-day maximum
+	// a request may ask for are capped to it.
+	DefaultEnrollmentTTL time.Duration
+	// CAFingerprint is the SHA-256 fingerprint of the CA agents pin when
+	// they enroll, shown by /api/v1/server-info.
+	CAFingerprint string
+	// GRPCAddress is the address agents connect to, shown by
+	// /api/v1/server-info.
+	GRPCAddress string
+}
+
+// Limits applied to request input.
+const (
+	defaultMaxBodyBytes  = 1 << 20
+	defaultEnrollmentTTL = time.Hour
+	maxEnrollmentTTL     = 30 * 24 * time.Hour
+	maxEnrollmentUses    = 100000
+	maxDescriptionLen    = 256
+)
+
+// server holds the handlers' dependencies.
+type server struct {
+	store         store.Store
+	live          Live
+	log           *slog.Logger
+	maxBody       int64
+	now           func() time.Time
+	ready         func() error
+	enrollTTL     time.Duration
+	caFingerprint string
+	grpcAddress   string
+}
+
+// New returns the API handler. It panics when opts.Store is nil, a
+// programming error caught by the first test.
+func New(opts Options) http.Handler {
+	if opts.Store == nil {
+		panic("api.New: nil Store")
+	}
+	s := &server{
+		store:         opts.Store,
+		live:          opts.Live,
+		log:           opts.Logger,
+		maxBody:       opts.MaxBodyBytes,
+		now:           opts.Now,
+		ready:         opts.Ready,
+		enrollTTL:     opts.DefaultEnrollmentTTL,
+		caFingerprint: opts.CAFingerprint,
+		grpcAddress:   opts.GRPCAddress,
+	}
+	if s.live == nil {
+		s.live = noLive{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("component", "api")
+	if s.maxBody <= 0 {
+		s.maxBody = defaultMaxBodyBytes
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.enrollTTL <= 0 {
+		s.enrollTTL = defaultEnrollmentTTL
+	}
+	if s.enrollTTL > maxEnrollmentTTL {
+		s.enrollTTL = maxEnrollmentTTL
+	}
+
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern(), s.authorize(rt))
+	}
+	return s.logRequests(jsonFallback(mux))
+}
+
+// route is one endpoint: its method and path (a ServeMux pattern, which is
+// also its OpenAPI path), the role it needs ("" for unauthenticated) and the
+// handler.
+type route struct {
+	method  string
+	path    string
+	role    string
+	handler handlerFunc
+}
+
+func (rt route) pattern() string { return rt.method + " " + rt.path }
+
+// routes is the single list of endpoints.
+func (s *server) routes() []route {
+	return []route{
+		{"GET", "/healthz", "", s.handleHealthz},
+		{"GET", "/readyz", "", s.handleReadyz},
+		{"GET", "/api/v1/openapi.json", "", s.handleOpenAPI},
+		{"GET", "/api/v1/server-info", store.RoleViewer, s.handleServerInfo},
+		{"GET", "/api/v1/hosts", store.RoleViewer, s.handleListHosts},
+		{"GET", "/api/v1/hosts/{id}", store.RoleViewer, s.handleGetHost},
+		{"GET", "/api/v1/hosts/{id}/inventory", store.RoleViewer, s.handleInventory},
+		{"POST", "/api/v1/hosts/{id}/revoke", store.RoleOperator, s.handleRevokeHost},
+		{"POST", "/api/v1/hosts/{id}/labels", store.RoleOperator, s.handleLabelHost},
+		{"POST", "/api/v1/enrollment-tokens", store.RoleOperator, s.handleCreateEnrollmentToken},
+		{"GET", "/api/v1/enrollment-tokens", store.RoleOperator, s.handleListEnrollmentTokens},
+		{"GET", "/api/v1/audit", store.RoleAdmin, s.handleListAudit},
+	}
+}
+
+// noLive is the Live of a process without agent streams.
+type noLive struct{}
+
+func (noLive) Connected(string) bool     { return false }
+func (noLive) Disconnect(string, string) {}
