@@ -78,7 +78,7 @@ func readServers(stateDir string) []string {
 
 // osFacts collects only the OS facts, for enrollment.
 func osFacts(ctx context.Context, root string) *commonv1.OSFacts {
-	set := collect.New(collect.Config{Root: root, Only: []string{"os"}})
+	set := collect.New(collect.Config{Root: root, Disabled: []string{"dpkg", "rpm", "users", "groups", "systemd", "files"}})
 	items, _ := set.Collect(ctx)
 	for _, it := range items {
 		if f := it.GetOs(); f != nil {

@@ -57,7 +57,15 @@ func (r *Runner) session(ctx context.Context, addr string) error {
 	}
 	r.applyConfig(welcome.GetConfig())
 	if welcome.GetNeedFull() {
-		r.resetSet()
+		pending, err := r.hasPendingFull(welcome.GetLastAppliedSeq())
+		if err != nil {
+			return err
+		}
+		// A full inventory already waiting in the spool answers the need;
+		// another would only double the first connection's traffic.
+		if !pending {
+			r.resetSet()
+		}
 	}
 	r.mu.Lock()
 	r.connected = true
@@ -125,6 +133,26 @@ func (r *Runner) session(ctx context.Context, addr string) error {
 					sent = e.Seq
 				}
 			}
+		}
+	}
+}
+
+// hasPendingFull reports whether the spool holds a full inventory after
+// seq, not yet acknowledged.
+func (r *Runner) hasPendingFull(after uint64) (bool, error) {
+	for {
+		entries, err := r.o.Spool.Pending(after, 64)
+		if err != nil {
+			return false, fmt.Errorf("read spool: %w", err)
+		}
+		if len(entries) == 0 {
+			return false, nil
+		}
+		for _, e := range entries {
+			if e.Msg.GetInventory().GetFull() {
+				return true, nil
+			}
+			after = e.Seq
 		}
 	}
 }
