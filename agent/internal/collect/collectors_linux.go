@@ -1,0 +1,15 @@
+package collect
+
+// registry lists the built-in Linux collectors, in the order they run and
+// report errors.
+func registry() []registration {
+	return []registration{
+		{"os", func(Config) Collector { return osCollector{} }},
+		{"dpkg", func(Config) Collector { return dpkgCollector{} }},
+		{"rpm", func(Config) Collector { return rpmCollector{} }},
+		{"users", func(Config) Collector { return usersCollector{} }},
+		{"groups", func(Config) Collector { return groupsCollector{} }},
+		{"systemd", func(Config) Collector { return systemdCollector{} }},
+		{"files", func(cfg Config) Collector { return newFilesCollector(cfg) }},
+	}
+}
