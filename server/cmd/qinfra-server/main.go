@@ -113,7 +113,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "listen address for the REST API (TLS)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address agents should use, shown by the API (default: the listen address)")
 	fs.DurationVar(&cfg.CertTTL, "cert-ttl", cfg.CertTTL, "lifetime of agent certificates (agents renew at half)")
-	fs.DurationVar(&cfg.ScanInterval, "scan-interval", cfg.ScanInterval, "rescan interval pushed to agents")
+	fs.DurationVar(&cfg.ScanInterval, "scan-interval", cfg.ScanInterval, "rescan interval pushed to every agent, overriding theirs (0: leave each agent's own)")
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", cfg.MaxMessageSize, "largest gRPC message accepted or sent, in bytes")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tokenFile := fs.String("admin-token-file", "", "on first start, also write the admin token to this file (mode 0600)")

@@ -41,7 +41,7 @@ type Config struct {
 	SANs []string
 	// CertTTL is the lifetime of agent certificates.
 	CertTTL time.Duration
-	// ScanInterval is pushed to agents.
+	// ScanInterval, when set, is pushed to agents and overrides theirs.
 	ScanInterval time.Duration
 	// MaxMessageSize bounds gRPC messages both ways.
 	MaxMessageSize int
@@ -55,7 +55,6 @@ func Default() Config {
 		GRPCAddr:       ":8440",
 		APIAddr:        ":8443",
 		CertTTL:        ingest.DefaultCertTTL,
-		ScanInterval:   ingest.DefaultScanInterval,
 		MaxMessageSize: ingest.DefaultMaxMessageSize,
 	}
 }

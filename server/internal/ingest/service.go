@@ -34,8 +34,6 @@ const (
 	DefaultCertTTL        = 24 * time.Hour
 	DefaultMaxMessageSize = 16 << 20
 	DefaultHelloTimeout   = 10 * time.Second
-	DefaultScanInterval   = 60 * time.Second
-	DefaultHeartbeat      = 30 * time.Second
 	// maxItems bounds the items one inventory may carry, far above any real
 	// host, so a hostile agent cannot make the server allocate without end
 	// within the message size limit.
@@ -54,7 +52,9 @@ type Options struct {
 	MaxMessageSize int
 	// HelloTimeout bounds the wait for a stream's first message.
 	HelloTimeout time.Duration
-	// ScanInterval and HeartbeatInterval are pushed to agents on connect.
+	// ScanInterval and HeartbeatInterval, when set, are pushed to agents on
+	// connect and override their own configuration; zero leaves each
+	// agent's setting alone.
 	ScanInterval      time.Duration
 	HeartbeatInterval time.Duration
 	// WatchPaths, when set, replaces the agents' watched files.
@@ -88,12 +88,6 @@ func New(opts Options) *Service {
 	}
 	if opts.HelloTimeout <= 0 {
 		opts.HelloTimeout = DefaultHelloTimeout
-	}
-	if opts.ScanInterval <= 0 {
-		opts.ScanInterval = DefaultScanInterval
-	}
-	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = DefaultHeartbeat
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
