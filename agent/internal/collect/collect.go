@@ -285,3 +285,52 @@ func readHostFile[T any](h HostFS, p string, parse func(io.Reader) (T, error)) (
 	}
 	return v, true, nil
 }
+
+// Owner names the collector that reports the item r, so a caller can tell
+// which items a failed collector would have reported.
+func Owner(r inventory.Ref) string {
+	switch r.Kind {
+	case inventory.KindPackage:
+		if i := strings.IndexByte(r.Key, ':'); i > 0 {
+			return r.Key[:i]
+		}
+		return ""
+	case inventory.KindUser:
+		return "users"
+	case inventory.KindGroup:
+		return "groups"
+	case inventory.KindService:
+		return "systemd"
+	case inventory.KindFile:
+		return "files"
+	case inventory.KindOS:
+		return "os"
+	}
+	return ""
+}
+
+// FailedCollectors returns the names of the collectors whose errors are
+// in err, as returned by Set.Collect.
+func FailedCollectors(err error) map[string]bool {
+	failed := map[string]bool{}
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		if ce, ok := e.(*CollectorError); ok {
+			failed[ce.Collector] = true
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		}
+	}
+	walk(err)
+	return failed
+}

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/quantumlayer/qinfra/agent/internal/collect"
 	"github.com/quantumlayer/qinfra/agent/internal/identity"
 	"github.com/quantumlayer/qinfra/agent/internal/spool"
 	"github.com/quantumlayer/qinfra/pkg/inventory"
@@ -172,27 +174,49 @@ func (r *Runner) scanLoop(ctx context.Context) {
 // server holds nothing of ours) or the delta since the last one sent.
 func (r *Runner) Scan(ctx context.Context) error {
 	items, err := r.o.Scanner.Collect(ctx)
-	if err != nil {
-		// Sending a partial inventory would report everything the failed
-		// collector covers as removed; keep the last good state instead.
-		r.mu.Lock()
-		r.lastScanErr = err
-		r.mu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	// A failed collector's items are missing, not removed: its part of the
+	// last sent set is carried over unchanged, so one broken source (an
+	// unreadable database) neither blocks every other change nor reports
+	// its packages as uninstalled.
+	failed := collect.FailedCollectors(err)
+	if err != nil && len(failed) == 0 {
 		return fmt.Errorf("collect: %w", err)
+	}
+	r.mu.Lock()
+	r.lastScanErr = err
+	r.mu.Unlock()
+	if err != nil {
+		r.log.Warn("some collectors failed; their last reported items are kept", "err", err)
 	}
 	r.scanMu.Lock()
 	defer r.scanMu.Unlock()
-	prev, err := r.o.Spool.LastSet()
-	if err != nil {
-		return fmt.Errorf("read last sent set: %w", err)
+	prev, perr := r.o.Spool.LastSet()
+	if perr != nil {
+		return fmt.Errorf("read last sent set: %w", perr)
 	}
 	next := inventory.SetOf(items)
+	var keep inventory.Set
+	if len(failed) > 0 {
+		keep = inventory.Set{}
+		for ref, h := range prev {
+			if failed[collect.Owner(ref)] {
+				if _, ok := next[ref]; !ok {
+					keep[ref] = h
+					next[ref] = h
+				}
+			}
+		}
+	}
 	inv := &agentv1.Inventory{SetHash: next.Hash(), CollectedAt: timestamppb.Now()}
 	if len(prev) == 0 {
 		inv.Full = true
 		inv.Items = items
 	} else {
 		d := inventory.Diff(prev, items)
+		d.Removed = slices.DeleteFunc(d.Removed, func(ref inventory.Ref) bool { _, kept := keep[ref]; return kept })
 		if d.Empty() {
 			return nil
 		}
