@@ -6,7 +6,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -117,14 +116,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -363,4 +354,3 @@ func waitInSync(t *testing.T, s *server, a *agentState, d time.Duration) {
 	}
 }
 
-var _ = context.Background

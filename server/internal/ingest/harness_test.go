@@ -28,7 +28,6 @@ type harness struct {
 	ca    *pki.CA
 	svc   *ingest.Service
 	addr  string
-	clock func() time.Time
 }
 
 func newHarness(t *testing.T, opts ingest.Options) *harness {
