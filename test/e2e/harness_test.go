@@ -116,7 +116,6 @@ func (p *proc) kill() {
 	<-p.done
 }
 
-
 func freePort(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -353,4 +352,3 @@ func waitInSync(t *testing.T, s *server, a *agentState, d time.Duration) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-

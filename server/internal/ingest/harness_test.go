@@ -23,11 +23,11 @@ import (
 
 // harness is a real server: bbolt store on disk, CA, mTLS gRPC on loopback.
 type harness struct {
-	t     *testing.T
-	st    store.Store
-	ca    *pki.CA
-	svc   *ingest.Service
-	addr  string
+	t    *testing.T
+	st   store.Store
+	ca   *pki.CA
+	svc  *ingest.Service
+	addr string
 }
 
 func newHarness(t *testing.T, opts ingest.Options) *harness {
