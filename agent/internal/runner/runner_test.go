@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/quantumlayer/qinfra/agent/internal/collect"
 	"github.com/quantumlayer/qinfra/agent/internal/spool"
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 
+	agentv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/agent/v1"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 )
 
@@ -120,5 +122,28 @@ func itoa(i int) string {
 		if i == 0 {
 			return string(b)
 		}
+	}
+}
+
+func TestCommandHandledOnce(t *testing.T) {
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool.db"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	r := New(Options{Servers: []string{"x"}, Spool: sp, Scanner: &scripted{}})
+	cmd := &agentv1.Command{Id: "c-1", Action: &agentv1.Command_RunScript{RunScript: &agentv1.Script{Body: "id"}}}
+	r.handleCommand(cmd)
+	r.handleCommand(cmd)
+	entries, err := sp.Pending(0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Fatalf("a command delivered twice must be answered once, got %d results", len(entries))
+	}
+	res := entries[0].Msg.GetCommandResult()
+	if res.GetStatus() != "refused" || !strings.Contains(res.GetError(), "allow_scripts") || res.GetSeq() != entries[0].Seq {
+		t.Fatalf("result: %v", res)
 	}
 }

@@ -207,8 +207,23 @@ func (r *Runner) capabilities() []string {
 
 // handleCommand answers a command. This build carries out no commands yet:
 // each is refused with a reason, and the result is spooled like an
-// inventory so the server learns of it even across a reconnect.
+// inventory so the server learns of it even across a reconnect. A command
+// ID seen before is not acted on again: the server may deliver a command
+// more than once (after a reconnect, or from two replicas), and a command
+// must never run twice.
 func (r *Runner) handleCommand(cmd *agentv1.Command) {
+	if cmd.GetId() == "" {
+		r.log.Warn("ignoring a command without an ID")
+		return
+	}
+	seenKey := "command/" + cmd.GetId()
+	if _, seen, err := r.o.Spool.Get(seenKey); err != nil {
+		r.log.Error("check command history", "command", cmd.GetId(), "err", err)
+		return
+	} else if seen {
+		r.log.Debug("command already handled", "command", cmd.GetId())
+		return
+	}
 	res := &agentv1.CommandResult{CommandId: cmd.GetId(), Status: "refused", FinishedAt: timestamppb.Now()}
 	switch cmd.GetAction().(type) {
 	case *agentv1.Command_RunScript:
@@ -217,8 +232,17 @@ func (r *Runner) handleCommand(cmd *agentv1.Command) {
 		} else {
 			res.Error = "running scripts is not supported by this agent version"
 		}
+	case nil:
+		res.Error = "command has no action"
 	default:
 		res.Error = fmt.Sprintf("command %T is not supported by this agent version", cmd.GetAction())
+	}
+	// Record the command as handled before its result is queued: a crash
+	// in between loses a result (the server expires the command) rather
+	// than running it twice.
+	if err := r.o.Spool.Put(seenKey, []byte(res.GetStatus())); err != nil {
+		r.log.Error("record command", "command", cmd.GetId(), "err", err)
+		return
 	}
 	msg := &agentv1.ConnectRequest{Msg: &agentv1.ConnectRequest_CommandResult{CommandResult: res}}
 	if _, err := r.o.Spool.Append(msg, func(m *agentv1.ConnectRequest, seq uint64) { m.GetCommandResult().Seq = seq }); err != nil {
