@@ -80,3 +80,9 @@ demo: build
 
 clean:
 	rm -rf bin .cache
+
+# bench-agent measures the agent's footprint on this machine (scan time,
+# RSS, idle CPU) and writes bench/agent.json.
+.PHONY: bench-agent
+bench-agent:
+	./scripts/bench-agent.sh

@@ -25,10 +25,12 @@ const (
 	KindGroup   = "group"
 	KindService = "service"
 	KindOS      = "os"
+	KindPort    = "port"
+	KindProcess = "process"
 )
 
 // Kinds lists every kind, in the order they are reported.
-var Kinds = []string{KindOS, KindPackage, KindUser, KindGroup, KindService, KindFile}
+var Kinds = []string{KindOS, KindPackage, KindUser, KindGroup, KindService, KindFile, KindPort, KindProcess}
 
 // Ref identifies an item within a host's inventory.
 type Ref struct {
@@ -216,6 +218,10 @@ func Validate(it *commonv1.Item) error {
 		ok = it.GetService() != nil
 	case KindOS:
 		ok = it.GetOs() != nil
+	case KindPort:
+		ok = it.GetPort() != nil
+	case KindProcess:
+		ok = it.GetProcess() != nil
 	default:
 		return fmt.Errorf("item %q: unknown kind %q", it.GetKey(), it.GetKind())
 	}

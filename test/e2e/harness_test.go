@@ -153,16 +153,22 @@ func newServer(t *testing.T, extra ...string) *server {
 	out := run(t, "qinfra-server", "init", "--data", s.dir)
 	s.fp = regexp.MustCompile(`CA fingerprint: (\S+)`).FindStringSubmatch(out)[1]
 	s.token = regexp.MustCompile(`Admin API token[^:]*: (\S+)`).FindStringSubmatch(out)[1]
-	caPEM, err := os.ReadFile(filepath.Join(s.dir, "ca.crt"))
+	s.httpClient = apiClient(t, s.dir)
+	s.extraArgs = extra
+	s.start()
+	return s
+}
+
+// apiClient trusts the CA of the server data directory dir.
+func apiClient(t *testing.T, dir string) *http.Client {
+	t.Helper()
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	s.httpClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	s.extraArgs = extra
-	s.start()
-	return s
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }
 
 func (s *server) start() {

@@ -16,6 +16,7 @@ import (
 	"github.com/quantumlayer/qinfra/agent/internal/identity"
 	"github.com/quantumlayer/qinfra/agent/internal/runner"
 	"github.com/quantumlayer/qinfra/agent/internal/spool"
+	"github.com/quantumlayer/qinfra/agent/internal/watch"
 	"github.com/quantumlayer/qinfra/pkg/version"
 
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
@@ -54,11 +55,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sp.Close()
 
-	scanner := &factsScanner{inner: collect.New(collect.Config{
+	collectors := runner.NewCollectors(collect.Config{
 		Root:       cfg.HostRoot,
 		WatchPaths: cfg.WatchPaths,
 		Disabled:   cfg.DisabledCollectors,
-	})}
+	})
+	scanner := &factsScanner{inner: collectors}
+	// Live changes: the sources of the enabled collectors are watched, and
+	// what changes is rescanned at once.
+	watcher := watch.New(watch.Config{
+		Root:       cfg.HostRoot,
+		WatchPaths: cfg.WatchPaths,
+		Collectors: collectors.Names(),
+		Logger:     log,
+	})
 	r := runner.New(runner.Options{
 		Servers:           cfg.Servers,
 		ServerName:        cfg.ServerName,
@@ -72,6 +82,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		AgentVersion:      version.Version,
 		Facts:             scanner.Facts,
 		Logger:            log,
+		Watcher:           watcher,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,13 +92,24 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 // factsScanner remembers the OS facts of the last scan for Hello.
 type factsScanner struct {
-	inner runner.Scanner
+	inner runner.PartialScanner
 	mu    sync.Mutex
 	facts *commonv1.OSFacts
 }
 
 func (f *factsScanner) Collect(ctx context.Context) ([]*commonv1.Item, error) {
 	items, err := f.inner.Collect(ctx)
+	f.remember(items)
+	return items, err
+}
+
+func (f *factsScanner) CollectOnly(ctx context.Context, collectors []string) ([]*commonv1.Item, error) {
+	items, err := f.inner.CollectOnly(ctx, collectors)
+	f.remember(items)
+	return items, err
+}
+
+func (f *factsScanner) remember(items []*commonv1.Item) {
 	for _, it := range items {
 		if o := it.GetOs(); o != nil {
 			f.mu.Lock()
@@ -95,7 +117,6 @@ func (f *factsScanner) Collect(ctx context.Context) ([]*commonv1.Item, error) {
 			f.mu.Unlock()
 		}
 	}
-	return items, err
 }
 
 func (f *factsScanner) Facts() *commonv1.OSFacts {

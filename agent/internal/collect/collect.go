@@ -259,6 +259,10 @@ func sealed(kind, key string, body any) (*commonv1.Item, error) {
 		it.Body = &commonv1.Item_Service{Service: b}
 	case *commonv1.OSFacts:
 		it.Body = &commonv1.Item_Os{Os: b}
+	case *commonv1.ListeningPort:
+		it.Body = &commonv1.Item_Port{Port: b}
+	case *commonv1.Process:
+		it.Body = &commonv1.Item_Process{Process: b}
 	default:
 		return nil, fmt.Errorf("seal %s/%s: unsupported body %T", kind, key, body)
 	}
@@ -305,6 +309,10 @@ func Owner(r inventory.Ref) string {
 		return "files"
 	case inventory.KindOS:
 		return "os"
+	case inventory.KindPort:
+		return "ports"
+	case inventory.KindProcess:
+		return "processes"
 	}
 	return ""
 }

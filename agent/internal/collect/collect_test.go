@@ -200,12 +200,12 @@ func TestCollectKeepsOthersOnError(t *testing.T) {
 }
 
 func TestSetDisabledAndNames(t *testing.T) {
-	s := New(Config{Disabled: []string{"rpm", "files"}})
+	s := New(Config{Disabled: []string{"rpm", "apk", "files", "ports", "processes"}})
 	if got := strings.Join(s.Names(), " "); got != "os dpkg users groups systemd" {
 		t.Errorf("names %q", got)
 	}
 	root := hostRoot(t)
-	items, err := New(Config{Root: root, Disabled: []string{"os", "dpkg", "rpm", "users", "systemd", "files"}}).Collect(context.Background())
+	items, err := New(Config{Root: root, Disabled: []string{"os", "dpkg", "rpm", "apk", "users", "systemd", "files", "ports", "processes"}}).Collect(context.Background())
 	if err != nil || len(items) != 4 {
 		t.Errorf("groups only: %d items, %v", len(items), err)
 	}

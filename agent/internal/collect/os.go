@@ -61,6 +61,9 @@ func (osCollector) Collect(ctx context.Context, h HostFS) ([]*commonv1.Item, err
 	// stay empty rather than failing the host's facts.
 	facts.VirtualizationSystem, facts.VirtualizationRole, _ = host.VirtualizationWithContext(gctx)
 
+	pf := readPlatform(h)
+	facts.CloudProvider, facts.ProductName, facts.SysVendor, facts.Kubernetes = pf.cloudProvider, pf.productName, pf.sysVendor, pf.kubernetes
+
 	it, err := sealed(inventory.KindOS, "host", facts)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,9 @@ func TestOwner(t *testing.T) {
 		{Kind: "service", Key: "ssh.service"}:        "systemd",
 		{Kind: "file", Key: "/etc/passwd"}:           "files",
 		{Kind: "os", Key: "host"}:                    "os",
+		{Kind: "package", Key: "apk:musl:x86_64"}:    "apk",
+		{Kind: "port", Key: "tcp/0.0.0.0:22"}:        "ports",
+		{Kind: "process", Key: "/usr/sbin/sshd"}:     "processes",
 		{Kind: "package", Key: "nocolon"}:            "",
 	}
 	for r, want := range cases {

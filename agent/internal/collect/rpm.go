@@ -24,9 +24,10 @@ var rpmDBDirs = []string{"/var/lib/rpm", "/usr/lib/sysimage/rpm"}
 var errRPMFormat = errors.New("rpm database format unsupported by this build")
 
 // rpmCollector reports the packages of the rpm database. It reads the
-// Berkeley DB format (RHEL/CentOS up to 8, older SUSE) through go-rpmdb;
-// the SQLite (RHEL 9, Fedora 33+) and NDB (SUSE) formats are reported as an
-// error rather than as a host without packages.
+// Berkeley DB format (RHEL/CentOS up to 8, older SUSE) through go-rpmdb,
+// the SQLite one (RHEL 9, Fedora 33+) through a pure-Go SQLite
+// (rpm_sqlite.go) and SUSE's NDB (rpm_ndb.go); a database it cannot read is
+// reported as an error rather than as a host without packages.
 type rpmCollector struct{}
 
 func (rpmCollector) Name() string { return "rpm" }
@@ -35,10 +36,19 @@ func (rpmCollector) Collect(ctx context.Context, h HostFS) ([]*commonv1.Item, er
 	for _, dir := range rpmDBDirs {
 		// rpm uses whichever database its configuration names; a newer format
 		// beside an old Packages file is the one in use after a conversion.
-		for _, other := range []string{"rpmdb.sqlite", "Packages.db"} {
-			if _, exists, _ := h.chase(dir+"/"+other, true, true); exists {
-				return nil, fmt.Errorf("%s/%s: %w", dir, other, errRPMFormat)
+		for _, other := range rpmNewerFormats {
+			resolved, exists, _ := h.chase(dir+"/"+other.file, true, true)
+			if !exists {
+				continue
 			}
+			if other.read == nil {
+				return nil, fmt.Errorf("%s/%s: %w", dir, other.file, errRPMFormat)
+			}
+			pkgs, err := other.read(ctx, h.Path(resolved))
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", dir, other.file, err)
+			}
+			return rpmItems(pkgs)
 		}
 		real, err := h.resolve(dir + "/Packages")
 		if errors.Is(err, fs.ErrNotExist) {

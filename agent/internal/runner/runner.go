@@ -54,6 +54,10 @@ type Options struct {
 	Logger *slog.Logger
 	// MinBackoff and MaxBackoff bound the reconnect delay.
 	MinBackoff, MaxBackoff time.Duration
+	// Watcher, when set, reports changes on the host as they happen; the
+	// collectors they concern are rescanned at once (watch.go), besides
+	// the periodic scan.
+	Watcher Watcher
 }
 
 // Runner is a running agent.
@@ -71,6 +75,9 @@ type Runner struct {
 	scanInterval time.Duration
 	connected    bool
 	lastScanErr  error
+
+	// changeScans bounds scanLoop's scans for a watcher's changes.
+	changeScans changeLimiter
 }
 
 // New returns a Runner.
@@ -134,12 +141,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	if len(r.o.Servers) == 0 {
 		return errors.New("no server address configured")
 	}
+	var wg sync.WaitGroup
+	// Watches go in place before the first scan, so no change falls
+	// between the two.
+	r.startWatch(ctx, &wg)
 	// One scan before the first connection, so Hello carries this host's
 	// facts and the first stream starts with an inventory to send.
 	if err := r.Scan(ctx); err != nil {
 		r.log.Warn("initial scan failed", "err", err)
 	}
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -151,18 +161,28 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 func (r *Runner) scanLoop(ctx context.Context) {
+	changes := r.watchChanges()
 	for {
 		r.mu.Lock()
 		interval := r.scanInterval
 		r.mu.Unlock()
 		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		case <-r.scanCh:
-			t.Stop()
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+				break wait
+			case <-r.scanCh:
+				t.Stop()
+				break wait
+			case collectors := <-changes:
+				// Rescanning what changed leaves the periodic scan's
+				// timer running.
+				r.scanChanged(ctx, collectors)
+			}
 		}
 		if err := r.Scan(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("scan failed", "err", err)

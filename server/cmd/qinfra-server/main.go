@@ -27,6 +27,9 @@ const usage = `qinfra-server — the qinfra control plane
 Usage:
   qinfra-server init  --data DIR [--san NAME]...   create the CA, server certificate, store and first admin token
   qinfra-server serve --data DIR [flags]           run the server (initializes DIR on first start)
+  qinfra-server backup  --data DIR --out FILE      copy the store of a stopped server to FILE
+  qinfra-server restore --data DIR --in FILE [--force]
+                                                   check a backup and put it in place as DIR's store
   qinfra-server version
 
 Run 'qinfra-server <command> -h' for a command's flags.
@@ -43,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdInit(args[1:], stdout, stderr)
 	case "serve":
 		err = cmdServe(args[1:], stdout, stderr)
+	case "backup":
+		err = cmdBackup(args[1:], stdout, stderr)
+	case "restore":
+		err = cmdRestore(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help", "-h", "--help":
@@ -69,6 +76,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func commonFlags(fs *flag.FlagSet, cfg *app.Config, sans *listFlag) {
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (CA, certificates, embedded store)")
 	fs.Var(sans, "san", "extra DNS name or IP for the server certificate (repeatable; init only)")
+	fs.StringVar(&cfg.Store, "store", os.Getenv("QINFRA_STORE"), "PostgreSQL URL (postgres://...) shared by replicas; empty: the embedded store in --data (env QINFRA_STORE)")
+	fs.BoolVar(&cfg.UnsafeDurability, "unsafe-durability", false, "start even when PostgreSQL could lose committed data (fsync or synchronous_commit off)")
 }
 
 func printInit(w io.Writer, dir string, r *app.InitResult) {
@@ -115,6 +124,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.CertTTL, "cert-ttl", cfg.CertTTL, "lifetime of agent certificates (agents renew at half)")
 	fs.DurationVar(&cfg.ScanInterval, "scan-interval", cfg.ScanInterval, "rescan interval pushed to every agent, overriding theirs (0: leave each agent's own)")
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", cfg.MaxMessageSize, "largest gRPC message accepted or sent, in bytes")
+	fs.DurationVar(&cfg.HistoryRetention, "history-retention", cfg.HistoryRetention, "how long inventory history is kept (0: forever)")
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit log is kept (0: forever; SOX asks seven years, 61320h)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tokenFile := fs.String("admin-token-file", "", "on first start, also write the admin token to this file (mode 0600)")
 	if err := fs.Parse(args); err != nil {

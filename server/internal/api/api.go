@@ -21,8 +21,12 @@ import (
 type Live interface {
 	// Connected reports whether the host has a live stream now.
 	Connected(hostID string) bool
-	// Disconnect closes the host's live stream now, if any.
+	// Disconnect closes the host's live stream now, if any, on whichever
+	// replica holds it.
 	Disconnect(hostID string, reason string)
+	// CommandQueued tells the replica holding the host's stream that a
+	// command is waiting in the store.
+	CommandQueued(hostID, commandID string)
 }
 
 // Options configures the API handler. Store is required; every other field
@@ -52,6 +56,11 @@ type Options struct {
 	// GRPCAddress is the address agents connect to, shown by
 	// /api/v1/server-info.
 	GRPCAddress string
+	// PeerLiveness, when set, means other replicas may hold agent streams:
+	// a host is also shown connected when it was seen within this window
+	// (agents heartbeat well inside it). Zero: this process holds every
+	// stream, and Live alone decides.
+	PeerLiveness time.Duration
 }
 
 // Limits applied to request input.
@@ -74,6 +83,7 @@ type server struct {
 	enrollTTL     time.Duration
 	caFingerprint string
 	grpcAddress   string
+	peerLiveness  time.Duration
 }
 
 // New returns the API handler. It panics when opts.Store is nil, a
@@ -92,6 +102,7 @@ func New(opts Options) http.Handler {
 		enrollTTL:     opts.DefaultEnrollmentTTL,
 		caFingerprint: opts.CAFingerprint,
 		grpcAddress:   opts.GRPCAddress,
+		peerLiveness:  opts.PeerLiveness,
 	}
 	if s.live == nil {
 		s.live = noLive{}
@@ -146,6 +157,10 @@ func (s *server) routes() []route {
 		{"POST", "/api/v1/hosts/{id}/labels", store.RoleOperator, s.handleLabelHost},
 		{"POST", "/api/v1/enrollment-tokens", store.RoleOperator, s.handleCreateEnrollmentToken},
 		{"GET", "/api/v1/enrollment-tokens", store.RoleOperator, s.handleListEnrollmentTokens},
+		{"GET", "/api/v1/hosts/{id}/changes", store.RoleViewer, s.handleListChanges},
+		{"POST", "/api/v1/hosts/{id}/commands", store.RoleOperator, s.handleCreateCommand},
+		{"GET", "/api/v1/hosts/{id}/commands", store.RoleViewer, s.handleListCommands},
+		{"GET", "/api/v1/commands/{id}", store.RoleViewer, s.handleGetCommand},
 		{"GET", "/api/v1/audit", store.RoleAdmin, s.handleListAudit},
 	}
 }
@@ -155,3 +170,4 @@ type noLive struct{}
 
 func (noLive) Connected(string) bool     { return false }
 func (noLive) Disconnect(string, string) {}
+func (noLive) CommandQueued(string, string) {}

@@ -31,6 +31,19 @@ type recordingLive struct {
 	mu          sync.Mutex
 	connected   map[string]bool
 	disconnects []string
+	queued      []string
+}
+
+func (l *recordingLive) CommandQueued(hostID, commandID string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.queued = append(l.queued, hostID+":"+commandID)
+}
+
+func (l *recordingLive) queuedCalls() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.queued...)
 }
 
 func (l *recordingLive) Connected(id string) bool {

@@ -95,7 +95,7 @@ func (s *server) view(r *http.Request, h *store.Host) (*hostView, error) {
 		Labels:       labels,
 		EnrolledAt:   h.EnrolledAt.UTC(),
 		LastSeen:     h.LastSeen.UTC(),
-		Connected:    s.live.Connected(h.ID),
+		Connected:    s.connected(h),
 		Revoked:      h.Revoked,
 		RevokedAt:    h.RevokedAt.UTC(),
 		AgentVersion: h.AgentVersion,
@@ -108,6 +108,15 @@ func (s *server) view(r *http.Request, h *store.Host) (*hostView, error) {
 			NeedsFull: st.NeedsFull,
 		},
 	}, nil
+}
+
+// connected reports whether the host has a live stream here or, with
+// several replicas, was seen recently enough to have one elsewhere.
+func (s *server) connected(h *store.Host) bool {
+	if s.live.Connected(h.ID) {
+		return true
+	}
+	return s.peerLiveness > 0 && !h.Revoked && s.now().Sub(h.LastSeen) < s.peerLiveness
 }
 
 // getHost loads a host, with a 404 naming it when unknown.

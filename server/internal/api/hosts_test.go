@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/quantumlayer/qinfra/pkg/inventory"
 	"net/http"
 	"slices"
 	"strings"
@@ -123,7 +124,7 @@ func TestGetHost(t *testing.T) {
 
 	f.addHost("h-empty", "x", nil)
 	f.do("GET", "/api/v1/hosts/h-empty", f.viewer, nil).mustStatus(t, http.StatusOK).json(t, &h)
-	if len(h.ItemCounts) != 6 || h.ItemCounts["package"] != 0 {
+	if len(h.ItemCounts) != len(inventory.Kinds) || h.ItemCounts["package"] != 0 {
 		t.Errorf("empty host item_counts = %v, want every kind at zero", h.ItemCounts)
 	}
 

@@ -40,6 +40,8 @@ func (l *cliLive) Connected(id string) bool {
 	return l.connected[id]
 }
 
+func (l *cliLive) CommandQueued(string, string) {}
+
 func (l *cliLive) Disconnect(id, reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -13,15 +13,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/quantumlayer/qinfra/pkg/pki"
 	"github.com/quantumlayer/qinfra/pkg/version"
 	"github.com/quantumlayer/qinfra/server/internal/api"
 	"github.com/quantumlayer/qinfra/server/internal/auth"
+	"github.com/quantumlayer/qinfra/server/internal/cluster"
 	"github.com/quantumlayer/qinfra/server/internal/ingest"
 	"github.com/quantumlayer/qinfra/server/internal/store"
-	"github.com/quantumlayer/qinfra/server/internal/store/bboltstore"
 	"google.golang.org/grpc"
 )
 
@@ -45,7 +46,20 @@ type Config struct {
 	ScanInterval time.Duration
 	// MaxMessageSize bounds gRPC messages both ways.
 	MaxMessageSize int
-	Logger         *slog.Logger
+	// Store is "" for the embedded bbolt store in DataDir, or a PostgreSQL
+	// URL (postgres://...) shared by several replicas.
+	Store string
+	// UnsafeDurability lets the server start on a PostgreSQL that could
+	// lose committed data (fsync or synchronous_commit off).
+	UnsafeDurability bool
+	// HistoryRetention and AuditRetention bound how long inventory history
+	// and the audit log are kept (the audit log: one year by default; seven
+	// for SOX).
+	HistoryRetention time.Duration
+	AuditRetention   time.Duration
+	// MaintenanceEvery is how often the leader expires commands and prunes.
+	MaintenanceEvery time.Duration
+	Logger           *slog.Logger
 }
 
 // Default returns the default configuration.
@@ -54,8 +68,11 @@ func Default() Config {
 		DataDir:        "/var/lib/qinfra-server",
 		GRPCAddr:       ":8440",
 		APIAddr:        ":8443",
-		CertTTL:        ingest.DefaultCertTTL,
-		MaxMessageSize: ingest.DefaultMaxMessageSize,
+		CertTTL:          ingest.DefaultCertTTL,
+		MaxMessageSize:   ingest.DefaultMaxMessageSize,
+		HistoryRetention: 90 * 24 * time.Hour,
+		AuditRetention:   365 * 24 * time.Hour,
+		MaintenanceEvery: time.Minute,
 	}
 }
 
@@ -108,7 +125,7 @@ func Init(ctx context.Context, cfg Config) (*InitResult, error) {
 	if err := pki.WriteFileAtomic(p.ServerCert(), certPEM, 0o644); err != nil {
 		return nil, err
 	}
-	st, err := bboltstore.Open(p.Store(), bboltstore.Options{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +166,11 @@ func serverNames(extra []string) (dns []string, ips []net.IP) {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	store   *bboltstore.Store
+	store   store.Store
+	bus     cluster.Bus
+	leader  cluster.Leader
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
 	ca      *pki.CA
 	Ingest  *ingest.Service
 	grpcSrv *grpc.Server
@@ -190,11 +211,21 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate: %w", err)
 	}
-	st, err := bboltstore.Open(p.Store(), bboltstore.Options{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, store: st, ca: ca, errc: make(chan error, 2)}
+	if isPostgres(cfg.Store) {
+		bus, err := cluster.NewPGBus(ctx, cfg.Store, cfg.Logger)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.bus, s.leader = bus, cluster.PGLeader{DSN: cfg.Store, Log: cfg.Logger}
+	} else {
+		s.bus, s.leader = cluster.NewLocalBus(), cluster.LocalLeader{}
+	}
 	s.Ingest = ingest.New(ingest.Options{
 		Store:          st,
 		CA:             ca,
@@ -202,6 +233,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		CertTTL:        cfg.CertTTL,
 		MaxMessageSize: cfg.MaxMessageSize,
 		ScanInterval:   cfg.ScanInterval,
+		Bus:            s.bus,
 	})
 	s.grpcSrv = ingest.NewGRPCServer(s.Ingest, serverCert)
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -217,13 +249,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if advertise == "" {
 		advertise = s.GRPCAddr()
 	}
-	handler := api.New(api.Options{
+	apiOpts := api.Options{
 		Store:         st,
-		Live:          s.Ingest,
+		Live:          clusterLive{svc: s.Ingest, bus: s.bus, log: cfg.Logger},
 		Logger:        cfg.Logger,
 		CAFingerprint: ca.Fingerprint(),
 		GRPCAddress:   advertise,
-	})
+	}
+	if isPostgres(cfg.Store) {
+		// Agents heartbeat every 30 s by default.
+		apiOpts.PeerLiveness = 75 * time.Second
+	}
+	handler := api.New(apiOpts)
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -237,6 +274,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			Certificates: []tls.Certificate{serverCert},
 		},
 	}
+	bgctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.bg.Add(2)
+	go func() { defer s.bg.Done(); s.Ingest.Run(bgctx) }()
+	go func() { defer s.bg.Done(); s.leader.Run(bgctx, "maintenance", s.maintain) }()
 	go func() { s.errc <- s.grpcSrv.Serve(s.grpcLn) }()
 	go func() {
 		if err := s.httpSrv.ServeTLS(s.apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -271,6 +313,11 @@ func (s *Server) Close() error {
 	case <-done:
 	case <-ctx.Done():
 		s.grpcSrv.Stop()
+	}
+	s.cancel()
+	s.bg.Wait()
+	if b, ok := s.bus.(*cluster.PGBus); ok {
+		b.Close()
 	}
 	return s.store.Close()
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/quantumlayer/qinfra/pkg/pki"
 	"github.com/quantumlayer/qinfra/server/internal/auth"
+	"github.com/quantumlayer/qinfra/server/internal/cluster"
 	"github.com/quantumlayer/qinfra/server/internal/store"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -59,6 +60,9 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// WatchPaths, when set, replaces the agents' watched files.
 	WatchPaths []string
+	// Bus carries revocations and queued commands between replicas; nil
+	// means this replica only hears of its own (Disconnect, SendCommand).
+	Bus cluster.Bus
 	Now        func() time.Time
 }
 

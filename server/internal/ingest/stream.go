@@ -137,6 +137,9 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	}()
 
 	sess := &session{svc: s, c: c, hostID: hostID, spoolID: hello.GetSpoolId(), resyncAsked: welcome.NeedFull}
+	// Commands queued while the host was away (or on another replica's
+	// watch) go out right after the Welcome.
+	go s.deliverCommands(ctx, hostID)
 	for {
 		select {
 		case <-c.done:
@@ -228,16 +231,11 @@ type session struct {
 }
 
 func (ss *session) handle(ctx context.Context, m *agentv1.ConnectRequest) error {
-	s := ss.svc
 	switch msg := m.Msg.(type) {
 	case *agentv1.ConnectRequest_Inventory:
 		return ss.inventory(ctx, msg.Inventory)
 	case *agentv1.ConnectRequest_CommandResult:
-		r := msg.CommandResult
-		s.audit(ctx, "host:"+ss.hostID, "command.result", ss.hostID,
-			fmt.Sprintf(`{"command_id":%q,"status":%q,"exit_code":%d}`, r.GetCommandId(), r.GetStatus(), r.GetExitCode()))
-		s.log.Info("command result", "host", ss.hostID, "command", r.GetCommandId(), "status", r.GetStatus())
-		return ss.ack(r.GetSeq())
+		return ss.commandResult(ctx, msg.CommandResult)
 	case *agentv1.ConnectRequest_Heartbeat:
 		return ss.touch(ctx)
 	case *agentv1.ConnectRequest_Renew:

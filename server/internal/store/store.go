@@ -32,7 +32,10 @@ type Store interface {
 	Hosts
 	Tokens
 	Inventory
+	History
+	Commands
 	Audit
+	Retention
 	// Close releases the backend.
 	Close() error
 }

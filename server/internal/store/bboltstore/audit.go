@@ -1,11 +1,13 @@
 package bboltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -20,8 +22,8 @@ func decodeAudit(k, v []byte) (*store.AuditEntry, error) {
 	return &e, nil
 }
 
-// AppendAudit chains e to the last entry with store.ChainAudit and appends
-// it, in one transaction, so concurrent appends still form one chain. On
+// AppendAudit chains e to the last entry (or, when every entry was pruned,
+// the last pruned) with store.ChainAudit and appends it, in one transaction, so concurrent appends still form one chain. On
 // success e holds its Seq, Time, PrevHash and Hash as stored; on error e is
 // unchanged.
 func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEntry) error {
@@ -29,7 +31,12 @@ func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEntry) error {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
 		var prev *store.AuditEntry
-		if k, v := b.Cursor().Last(); k != nil {
+		k, v := b.Cursor().Last()
+		if k == nil {
+			// A log pruned to nothing goes on from its last entry.
+			k, v = u64(0), tx.Bucket(bucketMeta).Get(keyAuditPruned)
+		}
+		if v != nil {
 			var err error
 			if prev, err = decodeAudit(k, v); err != nil {
 				return fmt.Errorf("read last entry: %w", err)
@@ -71,4 +78,57 @@ func (s *Store) ListAudit(ctx context.Context, after uint64, limit int) ([]*stor
 		return nil, fmt.Errorf("list audit entries after %d: %w", after, err)
 	}
 	return out, nil
+}
+
+// PruneAudit deletes the oldest audit entries while their Time is before
+// before, and returns how many, also when it fails part way. It deletes
+// from the start of the log only: an entry older than before that follows
+// a newer one (the clock went back) is kept, with all after it, so what is
+// left is one unbroken chain whose oldest entry's PrevHash names the last
+// deleted entry. That entry is kept in the meta bucket, so a log pruned to
+// nothing goes on from it rather than starting again at seq 1. Each
+// transaction deletes pruneBatch entries at most.
+func (s *Store) PruneAudit(ctx context.Context, before time.Time) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := s.update(ctx, func(tx *bolt.Tx) error {
+			n = 0
+			b := tx.Bucket(bucketAudit)
+			var keys [][]byte
+			var last []byte
+			c := b.Cursor()
+			for k, v := c.First(); k != nil && len(keys) < pruneBatch; k, v = c.Next() {
+				e, err := decodeAudit(k, v)
+				if err != nil {
+					return err
+				}
+				if !e.Time.Before(before) {
+					break
+				}
+				keys = append(keys, bytes.Clone(k))
+				last = v
+			}
+			if len(keys) == 0 {
+				return nil
+			}
+			if err := tx.Bucket(bucketMeta).Put(keyAuditPruned, bytes.Clone(last)); err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(keys)
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune audit entries before %s: %w", before.Format(time.RFC3339), err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
 }

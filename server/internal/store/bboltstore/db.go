@@ -1,5 +1,6 @@
 // Package bboltstore is the embedded, single-node store of qinfra-server: one
-// bbolt file holding hosts, tokens, inventories and the audit log.
+// bbolt file holding hosts, tokens, inventories, their history, commands and
+// the audit log.
 //
 // Every method runs inside one db.Update or db.View callback, so each is
 // atomic and no transaction escapes the store. bbolt allows one writer at a
@@ -7,22 +8,44 @@
 //
 // # Layout
 //
-// Top-level buckets, schema version 1:
+// Top-level buckets, schema version 2:
 //
 //	meta                     "schema_version" → uint64, big-endian
+//	                         "chunk_salt" → 16 random bytes (see sets.go)
+//	                         "audit_pruned" → JSON of the last pruned audit entry
 //	hosts                    host ID → JSON host record (OS facts as proto bytes)
 //	enrollment_tokens        token ID → JSON token record
 //	enrollment_token_hashes  SHA-256 of the secret → token ID
 //	api_tokens               token ID → JSON token record
 //	api_token_hashes         SHA-256 of the secret → token ID
-//	inventory                host ID → bucket:
-//	                           "state" → JSON stream state (spool, seq, accumulator)
-//	                           "items" → bucket: kind + "\x00" + key → proto Item
+//	inventory                host ID → JSON stream state (spool, seq, accumulator)
+//	inventory_chunks         host ID → bucket: first item key of a chunk → chunk ID
+//	chunks                   chunk ID → the chunk's entries (item key → blob ID)
+//	chunk_refs               chunk ID → uint64 count of hosts' references
+//	blobs                    blob ID → proto Item without kind and key
+//	blob_refs                blob ID → uint64 count of chunks' references
+//	history                  host ID → bucket: time + change number → JSON item change
+//	history_by_time          time + change number → host ID
+//	commands                 command ID → JSON command record
+//	commands_by_host         host ID → bucket: creation time + command ID → nothing
+//	commands_unfinished      host ID → bucket: creation time + command ID → nothing
+//	commands_by_deadline     deadline + command ID → nothing (unfinished commands)
 //	audit                    seq, uint64 big-endian → JSON audit entry
+//
+// Item keys are kind + "\x00" + key; times in keys are timeKey's 8 bytes.
+// Per-host buckets hold no buckets, so bbolt stores a small one inline in
+// its parent's page rather than in a page of its own.
+// Inventories are content-addressed (sets.go): 1,000 hosts built from one
+// image share the chunks and blobs of their common packages.
+//
+// Version 1 kept every host's items as full copies; files of that version
+// (written only by development builds) are refused, not converted.
 package bboltstore
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,8 +64,8 @@ import (
 )
 
 // SchemaVersion is the bucket layout this package reads and writes. Open
-// refuses a file with a newer version.
-const SchemaVersion = 1
+// refuses a file with another version.
+const SchemaVersion = 2
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the file lock when Options.LockTimeout is zero.
@@ -69,15 +92,29 @@ var (
 	bucketAPIHashes     = []byte("api_token_hashes")
 	bucketInventory     = []byte("inventory")
 	bucketAudit         = []byte("audit")
+	bucketChunks        = []byte("chunks")
+	bucketChunkRefs     = []byte("chunk_refs")
+	bucketBlobs         = []byte("blobs")
+	bucketBlobRefs      = []byte("blob_refs")
+	bucketHistory       = []byte("history")
+	bucketHistoryByTime = []byte("history_by_time")
+	bucketCommands      = []byte("commands")
+	bucketCmdByHost     = []byte("commands_by_host")
+	bucketCmdUnfinished = []byte("commands_unfinished")
+	bucketCmdByDeadline = []byte("commands_by_deadline")
 	keySchemaVersion    = []byte("schema_version")
-	keyStreamState      = []byte("state")
-	bucketInventoryItem = []byte("items")
+	keyChunkSalt        = []byte("chunk_salt")
+	keyAuditPruned      = []byte("audit_pruned")
+	bucketInvChunks     = []byte("inventory_chunks")
 )
 
 // topBuckets are created when a store is initialised.
 var topBuckets = [][]byte{
 	bucketMeta, bucketHosts, bucketEnrollTokens, bucketEnrollHashes,
 	bucketAPITokens, bucketAPIHashes, bucketInventory, bucketAudit,
+	bucketInvChunks, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs,
+	bucketHistory, bucketHistoryByTime,
+	bucketCommands, bucketCmdByHost, bucketCmdUnfinished, bucketCmdByDeadline,
 }
 
 // Options configures Open.
@@ -88,6 +125,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// Logger receives the store's log records; nil discards them.
 	Logger *slog.Logger
+	// ReadOnly opens an existing file for reading only, under a shared
+	// lock: Open neither creates nor changes the file, every write fails,
+	// and it waits (see LockTimeout) while a read-write Open holds the
+	// file, as a running qinfra-server does. Offline backups use it.
+	ReadOnly bool
 }
 
 // Store is a store.Store on a bbolt file. It is safe for concurrent use.
@@ -95,6 +137,9 @@ type Store struct {
 	db     *bolt.DB
 	path   string
 	logger *slog.Logger
+	// salt keys the chunk boundaries of inventories (sets.go); it is
+	// fixed when the file is created.
+	salt []byte
 }
 
 var _ store.Store = (*Store)(nil)
@@ -102,8 +147,8 @@ var _ store.Store = (*Store)(nil)
 // Open opens or creates the store file at path. It fails with an error
 // wrapping ErrLocked when another process holds the file, ErrCorrupt when
 // the file is not a readable bbolt database, and ErrSchemaVersion when its
-// layout is newer than SchemaVersion or not a qinfra store. Commits are
-// fsynced: an acknowledged write survives a crash.
+// layout is not SchemaVersion or not a qinfra store. Commits are fsynced:
+// an acknowledged write survives a crash.
 func Open(path string, opts Options) (*Store, error) {
 	logger := opts.Logger
 	if logger == nil {
@@ -114,22 +159,34 @@ func Open(path string, opts Options) (*Store, error) {
 	if timeout == 0 {
 		timeout = DefaultLockTimeout
 	}
-	db, err := openBolt(path, timeout)
+	if opts.ReadOnly {
+		// bbolt would try to initialise an empty file, and fail to write.
+		if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+			return nil, fmt.Errorf("open store %s: %w: the file is empty", path, ErrCorrupt)
+		}
+	}
+	db, err := openBolt(path, timeout, opts.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
-	created, err := initSchema(db)
+	var created bool
+	var salt []byte
+	if opts.ReadOnly {
+		salt, err = checkSchema(db)
+	} else {
+		created, salt, err = initSchema(db)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	logger.Info("store opened", "path", path, "schema_version", SchemaVersion, "created", created)
-	return &Store{db: db, path: path, logger: logger}, nil
+	logger.Info("store opened", "path", path, "schema_version", SchemaVersion, "created", created, "read_only", opts.ReadOnly)
+	return &Store{db: db, path: path, logger: logger, salt: salt}, nil
 }
 
 // openBolt opens the bbolt file, turning bbolt's errors and panics on a
 // damaged file into errors that say what is wrong.
-func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
+func openBolt(path string, timeout time.Duration, readOnly bool) (db *bolt.DB, err error) {
 	var file *os.File
 	defer func() {
 		if r := recover(); r != nil {
@@ -142,8 +199,9 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: timeout,
-		NoSync:  false,
+		Timeout:  timeout,
+		NoSync:   false,
+		ReadOnly: readOnly,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
 			file = f
@@ -152,6 +210,10 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	})
 	switch {
 	case err == nil:
+		if err := checkSize(db, file); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open store %s: %w (waited %s; is another qinfra-server using this data directory?): %w",
@@ -166,54 +228,125 @@ func openBolt(path string, timeout time.Duration) (db *bolt.DB, err error) {
 	}
 }
 
-// initSchema creates the buckets of a new file, or checks the schema
-// version of an existing one. It reports whether the file was new.
-func initSchema(db *bolt.DB) (created bool, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			created, err = false, fmt.Errorf("%w: %v", ErrCorrupt, r)
-		}
-	}()
-	err = db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			foreign := false
-			if err := tx.ForEach(func([]byte, *bolt.Bucket) error {
-				foreign = true
-				return nil
-			}); err != nil {
-				return err
-			}
-			if foreign {
-				return fmt.Errorf("%w: a bbolt database without a %q bucket is not a qinfra store", ErrSchemaVersion, bucketMeta)
-			}
-			for _, name := range topBuckets {
-				if _, err := tx.CreateBucket(name); err != nil {
-					return fmt.Errorf("create bucket %s: %w", name, err)
-				}
-			}
-			created = true
-			return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(SchemaVersion))
-		}
-		v := meta.Get(keySchemaVersion)
-		if len(v) != 8 {
-			return fmt.Errorf("%w: schema version record is missing or %d bytes long", ErrSchemaVersion, len(v))
-		}
-		switch version := binary.BigEndian.Uint64(v); {
-		case version > SchemaVersion:
-			return fmt.Errorf("%w: schema version %d is newer than the %d this qinfra-server supports; run a newer release", ErrSchemaVersion, version, SchemaVersion)
-		case version < SchemaVersion:
-			// Version 1 is the first: there is nothing older to migrate.
-			return fmt.Errorf("%w: schema version %d has no migration to %d", ErrSchemaVersion, version, SchemaVersion)
-		}
-		for _, name := range topBuckets {
-			if tx.Bucket(name) == nil {
-				return fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
-			}
+// checkSize refuses a file shorter than its pages, a truncated copy say:
+// reading a page past the end of the mapped file is a fault (SIGBUS) that
+// no recover catches.
+func checkSize(db *bolt.DB, file *os.File) error {
+	fi, err := file.Stat()
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if need := tx.Size(); need > fi.Size() {
+			return fmt.Errorf("%w: the file is %d bytes long, its pages need %d: is it truncated?", ErrCorrupt, fi.Size(), need)
 		}
 		return nil
 	})
-	return created, err
+}
+
+// initSchema creates the buckets of a new file, or checks the schema
+// version of an existing one. It reports whether the file was new, and
+// returns the chunk salt.
+func initSchema(db *bolt.DB) (created bool, salt []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			created, salt, err = false, nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	err = db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) != nil {
+			var err error
+			salt, err = checkTx(tx)
+			return err
+		}
+		if err := checkEmpty(tx); err != nil {
+			return err
+		}
+		for _, name := range topBuckets {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		salt = make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return fmt.Errorf("chunk salt: %w", err)
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyChunkSalt, salt); err != nil {
+			return err
+		}
+		created = true
+		return meta.Put(keySchemaVersion, u64(SchemaVersion))
+	})
+	return created, salt, err
+}
+
+// checkSchema checks the schema of a file opened read-only and returns
+// its chunk salt.
+func checkSchema(db *bolt.DB) (salt []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			salt, err = nil, fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	err = db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			if err := checkEmpty(tx); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: the file is an empty bbolt database, not a qinfra store", ErrSchemaVersion)
+		}
+		var err error
+		salt, err = checkTx(tx)
+		return err
+	})
+	return salt, err
+}
+
+// checkEmpty refuses a database without a meta bucket that holds other
+// buckets: another application's file.
+func checkEmpty(tx *bolt.Tx) error {
+	foreign := false
+	if err := tx.ForEach(func([]byte, *bolt.Bucket) error {
+		foreign = true
+		return nil
+	}); err != nil {
+		return err
+	}
+	if foreign {
+		return fmt.Errorf("%w: a bbolt database without a %q bucket is not a qinfra store", ErrSchemaVersion, bucketMeta)
+	}
+	return nil
+}
+
+// checkTx checks the schema version and buckets of an existing store and
+// returns a copy of its chunk salt.
+func checkTx(tx *bolt.Tx) ([]byte, error) {
+	meta := tx.Bucket(bucketMeta)
+	v := meta.Get(keySchemaVersion)
+	if len(v) != 8 {
+		return nil, fmt.Errorf("%w: schema version record is missing or %d bytes long", ErrSchemaVersion, len(v))
+	}
+	switch version := binary.BigEndian.Uint64(v); {
+	case version > SchemaVersion:
+		return nil, fmt.Errorf("%w: schema version %d is newer than the %d this qinfra-server supports; run a newer release", ErrSchemaVersion, version, SchemaVersion)
+	case version == 1:
+		// Only development builds wrote version 1: nothing to migrate.
+		return nil, fmt.Errorf("%w: schema version 1 (a development build's layout, with a full copy of every host's items) is not supported by this release, which needs version %d; "+
+			"move the file aside and let qinfra-server create a new store (agents resend their full inventories), or open it with the build that wrote it", ErrSchemaVersion, SchemaVersion)
+	case version < SchemaVersion:
+		return nil, fmt.Errorf("%w: schema version %d has no migration to %d", ErrSchemaVersion, version, SchemaVersion)
+	}
+	for _, name := range topBuckets {
+		if tx.Bucket(name) == nil {
+			return nil, fmt.Errorf("%w: bucket %s is missing", ErrCorrupt, name)
+		}
+	}
+	salt := meta.Get(keyChunkSalt)
+	if len(salt) != 16 {
+		return nil, fmt.Errorf("%w: chunk salt is missing or %d bytes long", ErrCorrupt, len(salt))
+	}
+	return bytes.Clone(salt), nil
 }
 
 // Close closes the file and releases its lock.
@@ -240,6 +373,31 @@ func (s *Store) Backup(w io.Writer) (int64, error) {
 		return n, fmt.Errorf("backup store %s: %w", s.path, err)
 	}
 	return n, nil
+}
+
+// Check verifies the consistency of every page of the file, in one read
+// transaction: each page reachable once, none both used and free. It
+// returns an error wrapping ErrCorrupt for the first problem found.
+func (s *Store) Check(ctx context.Context) error {
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var first error
+		n := 0
+		// Drain the channel, so Check's goroutine ends.
+		for err := range tx.Check() {
+			if first == nil {
+				first = err
+			}
+			n++
+		}
+		if first != nil {
+			return fmt.Errorf("%w: %d problems, the first: %w", ErrCorrupt, n, first)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check store %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // u64 encodes v big-endian, so byte order is numeric order.

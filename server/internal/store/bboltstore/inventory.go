@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
@@ -28,6 +28,9 @@ type streamRecord struct {
 	Count     uint64    `json:"count"`
 	NeedsFull bool      `json:"needs_full"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// HasSet is set by the first applied update: later ones record the
+	// changes they make in the host's history.
+	HasSet bool `json:"has_set"`
 }
 
 func (r *streamRecord) accumulator() inventory.Accumulator {
@@ -41,9 +44,9 @@ func (r *streamRecord) setAccumulator(a inventory.Accumulator) {
 	r.Count = a.Count
 }
 
-// itemKey is the key of an item in a host's items bucket. Kinds contain no
-// NUL byte (inventory.Validate admits only known kinds), so byte order of
-// keys is order by kind, then key.
+// itemKey is the key of an item in a host's entries. Kinds contain no NUL
+// byte (inventory.Validate admits only known kinds), so byte order of keys
+// is order by kind, then key.
 func itemKey(r inventory.Ref) []byte {
 	k := make([]byte, 0, len(r.Kind)+1+len(r.Key))
 	k = append(k, r.Kind...)
@@ -59,118 +62,138 @@ func kindOfKey(k []byte) string {
 	return string(k)
 }
 
-// hostInventory returns the host's inventory bucket, nil if it has sent
-// nothing yet.
-func hostInventory(tx *bolt.Tx, hostID string) *bolt.Bucket {
-	return tx.Bucket(bucketInventory).Bucket([]byte(hostID))
+// hostIndex returns the host's chunk index, nil if it has none.
+func hostIndex(tx *bolt.Tx, hostID string) *bolt.Bucket {
+	return tx.Bucket(bucketInvChunks).Bucket([]byte(hostID))
 }
 
 // loadStream reads a host's stream state; the zero record if it has none.
-func loadStream(hb *bolt.Bucket) (streamRecord, error) {
-	var st streamRecord
-	if hb == nil {
-		return st, nil
-	}
-	v := hb.Get(keyStreamState)
+func loadStream(tx *bolt.Tx, hostID string) (st streamRecord, ok bool, err error) {
+	v := tx.Bucket(bucketInventory).Get([]byte(hostID))
 	if v == nil {
-		return st, nil
+		return st, false, nil
 	}
 	if err := json.Unmarshal(v, &st); err != nil {
-		return st, fmt.Errorf("decode stream state: %w", err)
+		return st, false, fmt.Errorf("decode stream state: %w", err)
 	}
-	return st, nil
+	return st, true, nil
 }
 
-func saveStream(hb *bolt.Bucket, st *streamRecord) error {
+func saveStream(tx *bolt.Tx, hostID string, st *streamRecord) error {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode stream state: %w", err)
 	}
-	return hb.Put(keyStreamState, b)
+	return tx.Bucket(bucketInventory).Put([]byte(hostID), b)
 }
 
-// pendingItem is one upsert, validated and marshalled before the
-// transaction so the write lock is held for as little as possible.
+// consumeSeq consumes seq of spool on the host's stream, which
+// InventoryUpdate and CommandResultUpdate share. It returns errDuplicate
+// when seq is consumed already. A spool other than the stored one starts a
+// new scope: LastSeq restarts from zero. The caller saves st.
+func consumeSeq(tx *bolt.Tx, hostID, spool string, seq uint64) (st streamRecord, newScope bool, err error) {
+	if !hostExists(tx, hostID) {
+		return st, false, store.ErrNotFound
+	}
+	if st, _, err = loadStream(tx, hostID); err != nil {
+		return st, false, err
+	}
+	newScope = spool != st.SpoolID
+	if newScope {
+		st.SpoolID, st.LastSeq = spool, 0
+	}
+	if seq <= st.LastSeq {
+		// Roll back: nothing changes, not even the scope, and there is
+		// nothing to fsync.
+		return st, false, errDuplicate
+	}
+	st.LastSeq = seq
+	return st, newScope, nil
+}
+
+// createIndex returns the host's chunk index, created if need be.
+func createIndex(tx *bolt.Tx, hostID string) (*bolt.Bucket, error) {
+	idx, err := tx.Bucket(bucketInvChunks).CreateBucketIfNotExists([]byte(hostID))
+	if err != nil {
+		return nil, fmt.Errorf("create chunk index: %w", err)
+	}
+	return idx, nil
+}
+
+// pendingItem is one upsert, validated and encoded before the transaction
+// so the write lock is held for as little as possible.
 type pendingItem struct {
-	ref   inventory.Ref
-	key   []byte
-	hash  []byte
-	value []byte
+	ref  inventory.Ref
+	key  []byte
+	hash []byte // the agent's item hash
+	blob []byte // blob ID
 }
 
-// prepare validates and marshals u's upserts, in order.
-func prepare(u *store.InventoryUpdate) ([]pendingItem, error) {
+// prepare validates and encodes u's upserts, in order, and returns them
+// with their blobs by ID.
+func prepare(u *store.InventoryUpdate) ([]pendingItem, map[string][]byte, error) {
 	if u.Full && len(u.Removed) > 0 {
-		return nil, fmt.Errorf("%w: a full inventory lists %d removals", store.ErrInvalid, len(u.Removed))
+		return nil, nil, fmt.Errorf("%w: a full inventory lists %d removals", store.ErrInvalid, len(u.Removed))
 	}
 	items := make([]pendingItem, len(u.Upserts))
+	blobs := make(map[string][]byte, len(u.Upserts))
 	for i, it := range u.Upserts {
 		if err := inventory.Validate(it); err != nil {
-			return nil, fmt.Errorf("%w: upsert %d: %w", store.ErrInvalid, i, err)
+			return nil, nil, fmt.Errorf("%w: upsert %d: %w", store.ErrInvalid, i, err)
 		}
-		b, err := proto.Marshal(it)
+		b, id, err := encodeBlob(it)
 		if err != nil {
-			return nil, fmt.Errorf("%w: upsert %d: marshal: %w", store.ErrInvalid, i, err)
+			return nil, nil, fmt.Errorf("%w: upsert %d: marshal: %w", store.ErrInvalid, i, err)
 		}
 		r := inventory.RefOf(it)
-		items[i] = pendingItem{ref: r, key: itemKey(r), hash: it.GetHash(), value: b}
+		items[i] = pendingItem{ref: r, key: itemKey(r), hash: it.GetHash(), blob: id}
+		blobs[string(id)] = b
 	}
-	return items, nil
+	return items, blobs, nil
 }
 
-// ApplyInventory applies u as store.Inventory documents. The host's
-// accumulator is updated from the items u touches only, so a delta costs
-// O(size of the delta); a full inventory replaces the items bucket. An
-// update is checked in full before anything is written: a removal of an
-// item that is not stored changes nothing (and so makes the set hash
+// ApplyInventory applies u as store.Inventory documents, and records the
+// changes it makes in the host's history (see store.ItemChange) in the
+// same transaction. The host's accumulator is updated from the items u
+// touches only, and so are its chunks (sets.go), so a delta costs
+// O(size of the delta); a full inventory rewrites the chunks that differ.
+// An update is checked in full before anything is written: a removal of
+// an item that is not stored changes nothing (and so makes the set hash
 // mismatch if the agent thought it was there), and a malformed item fails
 // the whole update with ErrInvalid.
 func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (store.Outcome, error) {
 	if u == nil {
 		return 0, fmt.Errorf("apply inventory: %w: nil update", store.ErrInvalid)
 	}
-	pending, err := prepare(u)
+	pending, blobs, err := prepare(u)
 	if err != nil {
 		return 0, fmt.Errorf("apply inventory seq %d for host %s: %w", u.Seq, u.HostID, err)
 	}
 	var outcome store.Outcome
 	err = s.update(ctx, func(tx *bolt.Tx) error {
-		if !hostExists(tx, u.HostID) {
-			return store.ErrNotFound
-		}
-		hb := hostInventory(tx, u.HostID)
-		st, err := loadStream(hb)
+		st, newScope, err := consumeSeq(tx, u.HostID, u.SpoolID, u.Seq)
 		if err != nil {
 			return err
 		}
-		newScope := u.SpoolID != st.SpoolID
-		if newScope {
-			st.SpoolID, st.LastSeq = u.SpoolID, 0
-		}
-		if u.Seq <= st.LastSeq {
-			// Roll back: nothing changes, not even the scope, and there
-			// is nothing to fsync.
-			return errDuplicate
-		}
-		st.LastSeq = u.Seq
-		if hb == nil {
-			if hb, err = tx.Bucket(bucketInventory).CreateBucket([]byte(u.HostID)); err != nil {
-				return fmt.Errorf("create inventory bucket: %w", err)
-			}
-		}
+		ss := newSets(tx, s.salt)
+		ss.newBlobs = blobs
+		var changes []itemChange
 		switch {
 		case !u.Full && (newScope || st.NeedsFull):
 			st.NeedsFull = true
 			outcome = store.NeedsFull
 		case u.Full:
-			outcome, err = applyFull(hb, &st, u, pending)
+			outcome, changes, err = applyFull(ss, tx, &st, u, pending)
 		default:
-			outcome, err = applyDelta(hb, &st, u, pending)
+			outcome, changes, err = applyDelta(ss, tx, &st, u, pending)
 		}
 		if err != nil {
 			return err
 		}
-		return saveStream(hb, &st)
+		if err := recordChanges(tx, u.HostID, u.Seq, u.ReceivedAt, changes); err != nil {
+			return err
+		}
+		return saveStream(tx, u.HostID, &st)
 	})
 	if errors.Is(err, errDuplicate) {
 		return store.Duplicate, nil
@@ -184,127 +207,356 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 // errDuplicate rolls back the transaction of a duplicate update.
 var errDuplicate = errors.New("duplicate")
 
+// applied records in st that u was applied, leaving acc.
+func applied(st *streamRecord, u *store.InventoryUpdate, acc inventory.Accumulator) {
+	st.setAccumulator(acc)
+	st.NeedsFull = false
+	st.UpdatedAt = u.ReceivedAt
+	st.HasSet = true
+}
+
 // applyFull replaces the host's items with pending if their set hash is
 // u.SetHash. As in inventory.SetOf, a later item replaces an earlier one
-// with the same ref.
-func applyFull(hb *bolt.Bucket, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, error) {
+// with the same ref. Unless the host had no item set yet, it returns the
+// difference from the stored set.
+func applyFull(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
 	last := make(map[inventory.Ref]int, len(pending))
 	for i, p := range pending {
 		last[p.ref] = i
 	}
-	final := make([]pendingItem, 0, len(last))
+	entries := make([]entry, 0, len(last))
 	var acc inventory.Accumulator
 	for i, p := range pending {
 		if last[p.ref] != i {
 			continue
 		}
 		acc.Add(p.ref, p.hash)
-		final = append(final, p)
+		entries = append(entries, entry{key: p.key, blob: p.blob})
 	}
 	if !bytes.Equal(acc.Sum(), u.SetHash) {
 		st.NeedsFull = true
-		return store.HashMismatch, nil
+		return store.HashMismatch, nil, nil
 	}
-	if hb.Bucket(bucketInventoryItem) != nil {
-		if err := hb.DeleteBucket(bucketInventoryItem); err != nil {
-			return 0, fmt.Errorf("delete items: %w", err)
-		}
-	}
-	items, err := hb.CreateBucket(bucketInventoryItem)
+	idx, err := createIndex(tx, u.HostID)
 	if err != nil {
-		return 0, fmt.Errorf("create items bucket: %w", err)
+		return 0, nil, err
 	}
-	// Sorted keys fill bbolt's pages sequentially, and densely.
-	slices.SortFunc(final, func(a, b pendingItem) int { return bytes.Compare(a.key, b.key) })
-	items.FillPercent = 0.9
-	for _, p := range final {
-		if err := items.Put(p.key, p.value); err != nil {
-			return 0, fmt.Errorf("put item %s: %w", p.ref, err)
+	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
+	old := loadIndex(idx)
+	next := ss.cut(entries)
+	var changes []itemChange
+	if st.HasSet {
+		if changes, err = diffChunks(ss, old, next); err != nil {
+			return 0, nil, err
 		}
 	}
-	st.setAccumulator(acc)
-	st.NeedsFull = false
-	st.UpdatedAt = u.ReceivedAt
-	return store.Applied, nil
+	if err := ss.replace(idx, old, next); err != nil {
+		return 0, nil, err
+	}
+	applied(st, u, acc)
+	return store.Applied, changes, nil
+}
+
+// diffChunks returns the changes from the entries of chunks old to those
+// of next. Only chunks that differ are compared: a chunk both hold at the
+// same place holds the same entries.
+func diffChunks(ss *sets, old []indexEntry, next []chunk) ([]itemChange, error) {
+	same := unchanged(old, next)
+	var before, after []entry
+	for _, o := range old {
+		if same[string(o.first)] {
+			continue
+		}
+		entries, err := ss.loadChunk(o.id)
+		if err != nil {
+			return nil, err
+		}
+		before = append(before, entries...)
+	}
+	for i := range next {
+		if !same[string(next[i].first())] {
+			after = append(after, next[i].entries...)
+		}
+	}
+	var changes []itemChange
+	for len(before) > 0 || len(after) > 0 {
+		var c int
+		switch {
+		case len(after) == 0:
+			c = -1
+		case len(before) == 0:
+			c = 1
+		default:
+			c = bytes.Compare(before[0].key, after[0].key)
+		}
+		var key, b, a []byte
+		switch {
+		case c < 0:
+			key, b = before[0].key, before[0].blob
+			before = before[1:]
+		case c > 0:
+			key, a = after[0].key, after[0].blob
+			after = after[1:]
+		default:
+			key, b, a = before[0].key, before[0].blob, after[0].blob
+			before, after = before[1:], after[1:]
+		}
+		ch, err := ss.change(key, b, a)
+		if err != nil {
+			return nil, err
+		}
+		if ch != nil {
+			changes = append(changes, *ch)
+		}
+	}
+	return changes, nil
 }
 
 // applyDelta applies removals, then upserts (as inventory.Set.Apply does),
-// if the resulting set hash is u.SetHash. The result is computed first on
-// an overlay of the touched keys, so a mismatch leaves the items as they
-// were.
-func applyDelta(hb *bolt.Bucket, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, error) {
-	items, err := hb.CreateBucketIfNotExists(bucketInventoryItem)
+// if the resulting set hash is u.SetHash, and returns the changes made.
+// The result is computed first on an overlay of the touched keys, so a
+// mismatch leaves the items as they were; then only the chunks holding
+// touched keys are rewritten.
+func applyDelta(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
+	idx, err := createIndex(tx, u.HostID)
 	if err != nil {
-		return 0, fmt.Errorf("create items bucket: %w", err)
+		return 0, nil, err
 	}
-	// overlay maps a touched key to its new value; nil means removed.
-	overlay := make(map[string][]byte, len(u.Removed)+len(pending))
-	// current returns the stored hash of the item at key, after the
-	// changes so far; nil if absent.
-	current := func(key []byte) ([]byte, error) {
-		v, touched := overlay[string(key)]
-		if !touched {
-			v = items.Get(key)
-		}
-		if v == nil {
-			return nil, nil
-		}
-		var it commonv1.Item
-		if err := proto.Unmarshal(v, &it); err != nil {
-			return nil, fmt.Errorf("decode stored item %q: %w", key, err)
-		}
-		return it.GetHash(), nil
-	}
+	d := newDeltaState(ss, loadIndex(idx))
 	acc := st.accumulator()
 	for _, r := range u.Removed {
 		if strings.IndexByte(r.Kind, 0) >= 0 {
 			continue // no stored kind contains NUL: r names nothing
 		}
 		key := itemKey(r)
-		old, err := current(key)
+		old, err := d.current(key)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		if old == nil {
+		if old.blob == nil {
 			continue // removing what is not there changes nothing
 		}
-		acc.Remove(r, old)
-		overlay[string(key)] = nil
+		acc.Remove(r, old.hash)
+		d.set(key, overlayValue{})
 	}
 	for _, p := range pending {
-		old, err := current(p.key)
+		old, err := d.current(p.key)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
-		if old != nil {
-			acc.Remove(p.ref, old)
+		if old.blob != nil {
+			acc.Remove(p.ref, old.hash)
 		}
 		acc.Add(p.ref, p.hash)
-		overlay[string(p.key)] = p.value
+		d.set(p.key, overlayValue{blob: p.blob, hash: p.hash})
 	}
 	if !bytes.Equal(acc.Sum(), u.SetHash) {
 		st.NeedsFull = true
-		return store.HashMismatch, nil
+		return store.HashMismatch, nil, nil
 	}
-	keys := make([]string, 0, len(overlay))
-	for k := range overlay {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if v := overlay[k]; v == nil {
-			err = items.Delete([]byte(k))
-		} else {
-			err = items.Put([]byte(k), v)
+	var changes []itemChange
+	if st.HasSet {
+		if changes, err = d.changes(); err != nil {
+			return 0, nil, err
 		}
+	}
+	old, next, err := d.rechunk()
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := ss.replace(idx, old, next); err != nil {
+		return 0, nil, err
+	}
+	applied(st, u, acc)
+	return store.Applied, changes, nil
+}
+
+// overlayValue is an item key's value during a delta; a nil blob means
+// absent.
+type overlayValue struct {
+	blob []byte
+	hash []byte // the item hash
+}
+
+// deltaState is a delta being applied to a host's chunks.
+type deltaState struct {
+	ss    *sets
+	index []indexEntry
+	// chunks caches decoded chunks by position in index.
+	chunks map[int][]entry
+	// overlay holds the touched keys' values after the changes so far,
+	// before their values before the delta.
+	overlay, before map[string]overlayValue
+}
+
+func newDeltaState(ss *sets, index []indexEntry) *deltaState {
+	return &deltaState{ss: ss, index: index, chunks: map[int][]entry{},
+		overlay: map[string]overlayValue{}, before: map[string]overlayValue{}}
+}
+
+// chunk returns the entries of the chunk at position i of the index.
+func (d *deltaState) chunk(i int) ([]entry, error) {
+	if es, ok := d.chunks[i]; ok {
+		return es, nil
+	}
+	es, err := d.ss.loadChunk(d.index[i].id)
+	if err != nil {
+		return nil, err
+	}
+	d.chunks[i] = es
+	return es, nil
+}
+
+// stored returns key's stored value.
+func (d *deltaState) stored(key []byte) (overlayValue, error) {
+	if len(d.index) == 0 {
+		return overlayValue{}, nil
+	}
+	es, err := d.chunk(chunkOf(d.index, key))
+	if err != nil {
+		return overlayValue{}, err
+	}
+	blob := findEntry(es, key)
+	if blob == nil {
+		return overlayValue{}, nil
+	}
+	b, err := d.ss.blob(blob)
+	if err != nil {
+		return overlayValue{}, err
+	}
+	hash, err := itemHash(b)
+	if err != nil {
+		return overlayValue{}, fmt.Errorf("item %q: %w", key, err)
+	}
+	return overlayValue{blob: blob, hash: hash}, nil
+}
+
+// current returns key's value after the changes so far.
+func (d *deltaState) current(key []byte) (overlayValue, error) {
+	if v, ok := d.overlay[string(key)]; ok {
+		return v, nil
+	}
+	v, err := d.stored(key)
+	if err != nil {
+		return v, err
+	}
+	d.before[string(key)] = v
+	return v, nil
+}
+
+func (d *deltaState) set(key []byte, v overlayValue) { d.overlay[string(key)] = v }
+
+// changes returns the net changes of the touched keys, in key order.
+func (d *deltaState) changes() ([]itemChange, error) {
+	var out []itemChange
+	for _, k := range slices.Sorted(maps.Keys(d.overlay)) {
+		ch, err := d.ss.change([]byte(k), d.before[k].blob, d.overlay[k].blob)
 		if err != nil {
-			return 0, fmt.Errorf("write item %q: %w", k, err)
+			return nil, err
+		}
+		if ch != nil {
+			out = append(out, *ch)
 		}
 	}
-	st.setAccumulator(acc)
-	st.NeedsFull = false
-	st.UpdatedAt = u.ReceivedAt
-	return store.Applied, nil
+	return out, nil
+}
+
+// rechunk returns the index entries of the chunks holding touched keys and
+// the chunks that replace them. Each run of adjacent touched chunks is
+// rebuilt from its entries; a run whose first entry no longer starts a
+// chunk takes in the chunk before it, so the chunks stay those cut would
+// make of all the host's entries.
+func (d *deltaState) rechunk() ([]indexEntry, []chunk, error) {
+	byChunk := map[int][]string{}
+	for k := range d.overlay {
+		i := 0
+		if len(d.index) > 0 {
+			i = chunkOf(d.index, []byte(k))
+		}
+		byChunk[i] = append(byChunk[i], k)
+	}
+	positions := slices.Sorted(maps.Keys(byChunk))
+	var old []indexEntry
+	var next []chunk
+	for i := 0; i < len(positions); {
+		lo, hi := positions[i], positions[i]
+		for i++; i < len(positions) && positions[i] == hi+1; i++ {
+			hi++
+		}
+		values := map[string][]byte{}
+		for p := lo; p <= hi && p < len(d.index); p++ {
+			es, err := d.chunk(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, e := range es {
+				values[string(e.key)] = e.blob
+			}
+			for _, k := range byChunk[p] {
+				if v := d.overlay[k]; v.blob == nil {
+					delete(values, k)
+				} else {
+					values[k] = v.blob
+				}
+			}
+		}
+		if len(d.index) == 0 {
+			for k, v := range d.overlay {
+				if v.blob != nil {
+					values[k] = v.blob
+				}
+			}
+		}
+		entries := make([]entry, 0, len(values))
+		for _, k := range slices.Sorted(maps.Keys(values)) {
+			entries = append(entries, entry{key: []byte(k), blob: values[k]})
+		}
+		if lo > 0 && len(entries) > 0 && !d.ss.boundary(entries[0].key) {
+			lo--
+			prev, err := d.chunk(lo)
+			if err != nil {
+				return nil, nil, err
+			}
+			entries = append(slices.Clip(prev), entries...)
+		}
+		if len(d.index) > 0 {
+			old = append(old, d.index[lo:hi+1]...)
+		}
+		next = append(next, d.ss.cut(entries)...)
+	}
+	return old, next, nil
+}
+
+// change returns the change of the item at key from blob before to blob
+// after (nil: absent), nil if there is none.
+func (s *sets) change(key, before, after []byte) (*itemChange, error) {
+	if bytes.Equal(before, after) {
+		return nil, nil
+	}
+	ch := &itemChange{key: key}
+	switch {
+	case before == nil:
+		ch.op = store.ChangeAdded
+	case after == nil:
+		ch.op = store.ChangeRemoved
+	default:
+		ch.op = store.ChangeChanged
+	}
+	for _, b := range []struct {
+		id  []byte
+		dst *[]byte
+	}{{before, &ch.before}, {after, &ch.after}} {
+		if b.id == nil {
+			continue
+		}
+		v, err := s.blob(b.id)
+		if err != nil {
+			return nil, err
+		}
+		// The blob may be deleted later in the transaction.
+		*b.dst = bytes.Clone(v)
+	}
+	return ch, nil
 }
 
 // GetStreamState returns the host's stream state: the zero StreamState if
@@ -315,12 +567,8 @@ func (s *Store) GetStreamState(ctx context.Context, hostID string) (store.Stream
 		if !hostExists(tx, hostID) {
 			return store.ErrNotFound
 		}
-		hb := hostInventory(tx, hostID)
-		if hb == nil || hb.Get(keyStreamState) == nil {
-			return nil
-		}
-		st, err := loadStream(hb)
-		if err != nil {
+		st, ok, err := loadStream(tx, hostID)
+		if err != nil || !ok {
 			return err
 		}
 		acc := st.accumulator()
@@ -348,23 +596,22 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 		if !hostExists(tx, hostID) {
 			return store.ErrNotFound
 		}
-		hb := hostInventory(tx, hostID)
-		if hb == nil || hb.Bucket(bucketInventoryItem) == nil {
-			return nil
-		}
-		c := hb.Bucket(bucketInventoryItem).Cursor()
 		var prefix []byte
 		if kind != "" {
 			prefix = append([]byte(kind), 0)
 		}
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			it := &commonv1.Item{}
-			if err := proto.Unmarshal(v, it); err != nil {
-				return fmt.Errorf("decode item %q: %w", k, err)
+		ss := newSets(tx, s.salt)
+		return ss.forEntries(hostIndex(tx, hostID), prefix, func(e entry) (bool, error) {
+			if !bytes.HasPrefix(e.key, prefix) {
+				return false, nil
+			}
+			it, err := ss.item(e)
+			if err != nil {
+				return false, err
 			}
 			out = append(out, it)
-		}
-		return nil
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list %q items of host %s: %w", kind, hostID, err)
@@ -379,21 +626,11 @@ func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, 
 		if !hostExists(tx, hostID) {
 			return store.ErrNotFound
 		}
-		hb := hostInventory(tx, hostID)
-		if hb == nil || hb.Bucket(bucketInventoryItem) == nil {
-			return nil
-		}
-		c := hb.Bucket(bucketInventoryItem).Cursor()
-		for k, _ := c.First(); k != nil; {
-			kind := kindOfKey(k)
-			prefix := append([]byte(kind), 0)
-			n := 0
-			for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				n++
-			}
-			counts[kind] = n
-		}
-		return nil
+		ss := newSets(tx, s.salt)
+		return ss.forEntries(hostIndex(tx, hostID), nil, func(e entry) (bool, error) {
+			counts[kindOfKey(e.key)]++
+			return true, nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count items of host %s: %w", hostID, err)

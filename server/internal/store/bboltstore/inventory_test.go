@@ -30,7 +30,7 @@ func benchItems(b *testing.B, n int, version string) []*commonv1.Item {
 }
 
 // enrollBench enrolls n hosts named host-00000... in s.
-func enrollBench(b *testing.B, s *Store, n int) {
+func enrollBench(b testing.TB, s *Store, n int) {
 	ctx := context.Background()
 	hash := sha256.Sum256([]byte("bench"))
 	tok := &store.EnrollmentToken{ID: "bench", Hash: hash[:], UsesAllowed: n, ExpiresAt: now.Add(time.Hour), CreatedAt: now}

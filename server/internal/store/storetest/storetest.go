@@ -48,7 +48,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	tests = append(tests, hostTests...)
 	tests = append(tests, tokenTests...)
 	tests = append(tests, inventoryTests...)
+	tests = append(tests, historyTests...)
+	tests = append(tests, commandTests...)
 	tests = append(tests, auditTests...)
+	tests = append(tests, retentionTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))

@@ -27,10 +27,11 @@ const (
 // never needs to re-encode a body to check a delta.
 type Item struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// kind is one of "package", "file", "user", "group", "service", "os".
+	// kind is one of "package", "file", "user", "group", "service", "os",
+	// "port", "process".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// key is unique within a kind, e.g. "dpkg:openssl:amd64", "/etc/passwd",
-	// "root", "ssh.service", "host".
+	// "root", "ssh.service", "host", "tcp/0.0.0.0:22", "/usr/sbin/sshd".
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// hash is the SHA-256 of the body (32 bytes).
 	Hash []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -42,6 +43,8 @@ type Item struct {
 	//	*Item_Group
 	//	*Item_Service
 	//	*Item_Os
+	//	*Item_Port
+	//	*Item_Process
 	Body          isItem_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -159,6 +162,24 @@ func (x *Item) GetOs() *OSFacts {
 	return nil
 }
 
+func (x *Item) GetPort() *ListeningPort {
+	if x != nil {
+		if x, ok := x.Body.(*Item_Port); ok {
+			return x.Port
+		}
+	}
+	return nil
+}
+
+func (x *Item) GetProcess() *Process {
+	if x != nil {
+		if x, ok := x.Body.(*Item_Process); ok {
+			return x.Process
+		}
+	}
+	return nil
+}
+
 type isItem_Body interface {
 	isItem_Body()
 }
@@ -187,6 +208,14 @@ type Item_Os struct {
 	Os *OSFacts `protobuf:"bytes,15,opt,name=os,proto3,oneof"`
 }
 
+type Item_Port struct {
+	Port *ListeningPort `protobuf:"bytes,16,opt,name=port,proto3,oneof"`
+}
+
+type Item_Process struct {
+	Process *Process `protobuf:"bytes,17,opt,name=process,proto3,oneof"`
+}
+
 func (*Item_Package) isItem_Body() {}
 
 func (*Item_File) isItem_Body() {}
@@ -198,6 +227,10 @@ func (*Item_Group) isItem_Body() {}
 func (*Item_Service) isItem_Body() {}
 
 func (*Item_Os) isItem_Body() {}
+
+func (*Item_Port) isItem_Body() {}
+
+func (*Item_Process) isItem_Body() {}
 
 // ItemRef names an item without its body, e.g. a removal in a delta.
 type ItemRef struct {
@@ -805,8 +838,19 @@ type OSFacts struct {
 	// pretty_name and version_codename come from os-release.
 	PrettyName      string `protobuf:"bytes,12,opt,name=pretty_name,json=prettyName,proto3" json:"pretty_name,omitempty"`
 	VersionCodename string `protobuf:"bytes,13,opt,name=version_codename,json=versionCodename,proto3" json:"version_codename,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// cloud_provider is where the machine runs, from its firmware (DMI):
+	// "aws", "azure", "gcp", "vmware", "baremetal" (no sign of a hypervisor) or
+	// "unknown" (another hypervisor or cloud, or no firmware data).
+	CloudProvider string `protobuf:"bytes,14,opt,name=cloud_provider,json=cloudProvider,proto3" json:"cloud_provider,omitempty"`
+	// kubernetes is true when the host is a Kubernetes node (or the agent's
+	// root is a pod's).
+	Kubernetes bool `protobuf:"varint,15,opt,name=kubernetes,proto3" json:"kubernetes,omitempty"`
+	// product_name and sys_vendor are the firmware's (DMI) system product and
+	// manufacturer, e.g. "m5.large" and "Amazon EC2".
+	ProductName   string `protobuf:"bytes,16,opt,name=product_name,json=productName,proto3" json:"product_name,omitempty"`
+	SysVendor     string `protobuf:"bytes,17,opt,name=sys_vendor,json=sysVendor,proto3" json:"sys_vendor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OSFacts) Reset() {
@@ -930,11 +974,209 @@ func (x *OSFacts) GetVersionCodename() string {
 	return ""
 }
 
+func (x *OSFacts) GetCloudProvider() string {
+	if x != nil {
+		return x.CloudProvider
+	}
+	return ""
+}
+
+func (x *OSFacts) GetKubernetes() bool {
+	if x != nil {
+		return x.Kubernetes
+	}
+	return false
+}
+
+func (x *OSFacts) GetProductName() string {
+	if x != nil {
+		return x.ProductName
+	}
+	return ""
+}
+
+func (x *OSFacts) GetSysVendor() string {
+	if x != nil {
+		return x.SysVendor
+	}
+	return ""
+}
+
+// ListeningPort is a socket that accepts connections (TCP, state LISTEN) or
+// datagrams (UDP, bound and not connected). Sockets sharing an address
+// (SO_REUSEPORT, forked servers) are one item.
+type ListeningPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// protocol is "tcp" or "udp", for IPv4 and IPv6 alike.
+	Protocol string `protobuf:"bytes,1,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// address is the local address in its canonical text form: "0.0.0.0",
+	// "::", "127.0.0.1", "::ffff:10.0.0.1".
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Port    uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// uid owns the socket.
+	Uid uint32 `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	// pid and process are the lowest process id holding the socket and that
+	// process's name; zero and empty when the agent cannot see it.
+	Pid           uint32 `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
+	Process       string `protobuf:"bytes,6,opt,name=process,proto3" json:"process,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListeningPort) Reset() {
+	*x = ListeningPort{}
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListeningPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListeningPort) ProtoMessage() {}
+
+func (x *ListeningPort) ProtoReflect() protoreflect.Message {
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListeningPort.ProtoReflect.Descriptor instead.
+func (*ListeningPort) Descriptor() ([]byte, []int) {
+	return file_qinfra_common_v1_inventory_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListeningPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *ListeningPort) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ListeningPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *ListeningPort) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ListeningPort) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ListeningPort) GetProcess() string {
+	if x != nil {
+		return x.Process
+	}
+	return ""
+}
+
+// Process is the set of running processes of one executable, aggregated so
+// that it changes when what runs changes, not with every fork or pid.
+type Process struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// exe is the executable's path as the kernel reports it (" (deleted)"
+	// appended when the file was replaced since it started).
+	Exe string `protobuf:"bytes,1,opt,name=exe,proto3" json:"exe,omitempty"`
+	// name is the process name (comm), the least of them in byte order when
+	// the processes differ.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// users are the names (or numeric ids without a name) of the real users
+	// running it, sorted and unique.
+	Users []string `protobuf:"bytes,3,rep,name=users,proto3" json:"users,omitempty"`
+	// count is how many processes run it.
+	Count         uint32 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Process) Reset() {
+	*x = Process{}
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Process) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Process) ProtoMessage() {}
+
+func (x *Process) ProtoReflect() protoreflect.Message {
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Process.ProtoReflect.Descriptor instead.
+func (*Process) Descriptor() ([]byte, []int) {
+	return file_qinfra_common_v1_inventory_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Process) GetExe() string {
+	if x != nil {
+		return x.Exe
+	}
+	return ""
+}
+
+func (x *Process) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Process) GetUsers() []string {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *Process) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 var File_qinfra_common_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	" qinfra/common/v1/inventory.proto\x12\x10qinfra.common.v1\"\xf0\x02\n" +
+	" qinfra/common/v1/inventory.proto\x12\x10qinfra.common.v1\"\xde\x03\n" +
 	"\x04Item\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
@@ -945,7 +1187,9 @@ const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\x04user\x18\f \x01(\v2\x16.qinfra.common.v1.UserH\x00R\x04user\x12/\n" +
 	"\x05group\x18\r \x01(\v2\x17.qinfra.common.v1.GroupH\x00R\x05group\x125\n" +
 	"\aservice\x18\x0e \x01(\v2\x19.qinfra.common.v1.ServiceH\x00R\aservice\x12+\n" +
-	"\x02os\x18\x0f \x01(\v2\x19.qinfra.common.v1.OSFactsH\x00R\x02osB\x06\n" +
+	"\x02os\x18\x0f \x01(\v2\x19.qinfra.common.v1.OSFactsH\x00R\x02os\x125\n" +
+	"\x04port\x18\x10 \x01(\v2\x1f.qinfra.common.v1.ListeningPortH\x00R\x04port\x125\n" +
+	"\aprocess\x18\x11 \x01(\v2\x19.qinfra.common.v1.ProcessH\x00R\aprocessB\x06\n" +
 	"\x04body\"/\n" +
 	"\aItemRef\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
@@ -999,7 +1243,7 @@ const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\x04path\x18\x04 \x01(\tR\x04path\x12!\n" +
 	"\factive_state\x18\x05 \x01(\tR\vactiveState\x12\x1b\n" +
 	"\tsub_state\x18\x06 \x01(\tR\bsubState\x12 \n" +
-	"\vdescription\x18\a \x01(\tR\vdescription\"\xdb\x03\n" +
+	"\vdescription\x18\a \x01(\tR\vdescription\"\xe4\x04\n" +
 	"\aOSFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x0e\n" +
 	"\x02os\x18\x02 \x01(\tR\x02os\x12\x1a\n" +
@@ -1017,7 +1261,26 @@ const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"machine_id\x18\v \x01(\tR\tmachineId\x12\x1f\n" +
 	"\vpretty_name\x18\f \x01(\tR\n" +
 	"prettyName\x12)\n" +
-	"\x10version_codename\x18\r \x01(\tR\x0fversionCodenameBDZBgithub.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1;commonv1b\x06proto3"
+	"\x10version_codename\x18\r \x01(\tR\x0fversionCodename\x12%\n" +
+	"\x0ecloud_provider\x18\x0e \x01(\tR\rcloudProvider\x12\x1e\n" +
+	"\n" +
+	"kubernetes\x18\x0f \x01(\bR\n" +
+	"kubernetes\x12!\n" +
+	"\fproduct_name\x18\x10 \x01(\tR\vproductName\x12\x1d\n" +
+	"\n" +
+	"sys_vendor\x18\x11 \x01(\tR\tsysVendor\"\x97\x01\n" +
+	"\rListeningPort\x12\x1a\n" +
+	"\bprotocol\x18\x01 \x01(\tR\bprotocol\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03pid\x18\x05 \x01(\rR\x03pid\x12\x18\n" +
+	"\aprocess\x18\x06 \x01(\tR\aprocess\"[\n" +
+	"\aProcess\x12\x10\n" +
+	"\x03exe\x18\x01 \x01(\tR\x03exe\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\tR\x05users\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\rR\x05countBDZBgithub.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1;commonv1b\x06proto3"
 
 var (
 	file_qinfra_common_v1_inventory_proto_rawDescOnce sync.Once
@@ -1031,16 +1294,18 @@ func file_qinfra_common_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_qinfra_common_v1_inventory_proto_rawDescData
 }
 
-var file_qinfra_common_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_qinfra_common_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_qinfra_common_v1_inventory_proto_goTypes = []any{
-	(*Item)(nil),    // 0: qinfra.common.v1.Item
-	(*ItemRef)(nil), // 1: qinfra.common.v1.ItemRef
-	(*Package)(nil), // 2: qinfra.common.v1.Package
-	(*File)(nil),    // 3: qinfra.common.v1.File
-	(*User)(nil),    // 4: qinfra.common.v1.User
-	(*Group)(nil),   // 5: qinfra.common.v1.Group
-	(*Service)(nil), // 6: qinfra.common.v1.Service
-	(*OSFacts)(nil), // 7: qinfra.common.v1.OSFacts
+	(*Item)(nil),          // 0: qinfra.common.v1.Item
+	(*ItemRef)(nil),       // 1: qinfra.common.v1.ItemRef
+	(*Package)(nil),       // 2: qinfra.common.v1.Package
+	(*File)(nil),          // 3: qinfra.common.v1.File
+	(*User)(nil),          // 4: qinfra.common.v1.User
+	(*Group)(nil),         // 5: qinfra.common.v1.Group
+	(*Service)(nil),       // 6: qinfra.common.v1.Service
+	(*OSFacts)(nil),       // 7: qinfra.common.v1.OSFacts
+	(*ListeningPort)(nil), // 8: qinfra.common.v1.ListeningPort
+	(*Process)(nil),       // 9: qinfra.common.v1.Process
 }
 var file_qinfra_common_v1_inventory_proto_depIdxs = []int32{
 	2, // 0: qinfra.common.v1.Item.package:type_name -> qinfra.common.v1.Package
@@ -1049,11 +1314,13 @@ var file_qinfra_common_v1_inventory_proto_depIdxs = []int32{
 	5, // 3: qinfra.common.v1.Item.group:type_name -> qinfra.common.v1.Group
 	6, // 4: qinfra.common.v1.Item.service:type_name -> qinfra.common.v1.Service
 	7, // 5: qinfra.common.v1.Item.os:type_name -> qinfra.common.v1.OSFacts
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8, // 6: qinfra.common.v1.Item.port:type_name -> qinfra.common.v1.ListeningPort
+	9, // 7: qinfra.common.v1.Item.process:type_name -> qinfra.common.v1.Process
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_qinfra_common_v1_inventory_proto_init() }
@@ -1068,6 +1335,8 @@ func file_qinfra_common_v1_inventory_proto_init() {
 		(*Item_Group)(nil),
 		(*Item_Service)(nil),
 		(*Item_Os)(nil),
+		(*Item_Port)(nil),
+		(*Item_Process)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1075,7 +1344,7 @@ func file_qinfra_common_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qinfra_common_v1_inventory_proto_rawDesc), len(file_qinfra_common_v1_inventory_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,5 @@
+//go:build !race
+
+package bboltstore
+
+const raceEnabled = false

@@ -1,0 +1,491 @@
+package bboltstore
+
+// Content-addressed inventories.
+//
+// A host's items, in item key order (kind + "\x00" + key), are a list of
+// entries: item key → blob ID. A blob is an item as stored — its proto
+// without kind and key, which the entry holds — and its ID is the SHA-256
+// of those bytes, computed here: the agent's item hash is not trusted as an
+// address, so one host cannot make another's items read differently. Each
+// distinct blob is stored once.
+//
+// The list is cut into chunks before every boundary key: one whose hash,
+// keyed by the store's random salt, falls below 1/chunkTarget of its range.
+// Where chunks start thus depends on keys alone, so hosts built from one
+// image share most chunks, and a host's own package changes only the chunk
+// it falls in. A chunk is stored once, under its ID (the SHA-256 of its
+// encoding); a host keeps its chunk index: first item key → chunk ID. The
+// salt keeps agents from choosing keys that never cut, which would make one
+// chunk of a whole inventory and every delta rewrite it.
+//
+// Reference counts make sharing safe: chunk_refs counts the index entries
+// naming a chunk, blob_refs the stored chunks' entries naming a blob. They
+// change in the transaction that changes an index; a chunk or blob whose
+// count reaches zero is deleted. New references are taken before old ones
+// are dropped, so an item moving to another chunk keeps its blob.
+//
+// Every chunk but a host's first starts at a boundary key and no chunk holds
+// one elsewhere: a host's chunks are a function of its entries, whatever
+// sequence of updates produced them, and hosts that reached the same items
+// by different paths share the same chunks.
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
+)
+
+// chunkTarget is the average number of entries of a chunk: small enough
+// that a delta rewrites little and a host's own items drag few shared
+// entries into unshared chunks, large enough that the chunk index stays a
+// small fraction of the entries.
+const chunkTarget = 32
+
+// entry is one item of a host: its item key and blob ID.
+type entry struct {
+	key  []byte
+	blob []byte
+}
+
+// chunk is a run of entries as stored.
+type chunk struct {
+	id      []byte
+	enc     []byte
+	entries []entry
+}
+
+func (c *chunk) first() []byte { return c.entries[0].key }
+
+// indexEntry is one entry of a host's chunk index.
+type indexEntry struct {
+	first []byte
+	id    []byte
+}
+
+// sets reads and writes the shared chunks and blobs in one transaction.
+type sets struct {
+	salt                               []byte
+	chunks, chunkRefs, blobs, blobRefs *bolt.Bucket
+	// newBlobs holds the bytes of an update's items by blob ID: the blobs
+	// that may not be stored yet.
+	newBlobs map[string][]byte
+	buf      []byte
+}
+
+func newSets(tx *bolt.Tx, salt []byte) *sets {
+	return &sets{
+		salt:      salt,
+		chunks:    tx.Bucket(bucketChunks),
+		chunkRefs: tx.Bucket(bucketChunkRefs),
+		blobs:     tx.Bucket(bucketBlobs),
+		blobRefs:  tx.Bucket(bucketBlobRefs),
+	}
+}
+
+// corruptf returns an error wrapping ErrCorrupt: what is stored does not
+// decode or its references do not add up.
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
+}
+
+// boundary reports whether a chunk starts at key.
+func (s *sets) boundary(key []byte) bool {
+	s.buf = append(append(s.buf[:0], s.salt...), key...)
+	sum := sha256.Sum256(s.buf)
+	return binary.BigEndian.Uint32(sum[:4]) < math.MaxUint32/chunkTarget
+}
+
+// cut chunks entries, which are sorted by key; the first starts a chunk
+// whatever its key.
+func (s *sets) cut(entries []entry) []chunk {
+	var out []chunk
+	start := 0
+	for i := 1; i <= len(entries); i++ {
+		if i == len(entries) || s.boundary(entries[i].key) {
+			out = append(out, makeChunk(entries[start:i:i]))
+			start = i
+		}
+	}
+	return out
+}
+
+func makeChunk(entries []entry) chunk {
+	enc := encodeChunk(entries)
+	id := sha256.Sum256(enc)
+	return chunk{id: id[:], enc: enc, entries: entries}
+}
+
+// encodeChunk encodes entries, each as the length of the prefix its key
+// shares with the previous key, the rest of the key (length-prefixed) and
+// the blob ID. Item keys of one kind share long prefixes.
+func encodeChunk(entries []entry) []byte {
+	n := 0
+	for _, e := range entries {
+		n += len(e.key) + len(e.blob) + 4
+	}
+	b := make([]byte, 0, n)
+	var prev []byte
+	for _, e := range entries {
+		shared := 0
+		for shared < len(prev) && shared < len(e.key) && prev[shared] == e.key[shared] {
+			shared++
+		}
+		b = binary.AppendUvarint(b, uint64(shared))
+		b = binary.AppendUvarint(b, uint64(len(e.key)-shared))
+		b = append(b, e.key[shared:]...)
+		b = append(b, e.blob...)
+		prev = e.key
+	}
+	return b
+}
+
+// decodeChunk decodes a chunk into fresh slices.
+func decodeChunk(b []byte) ([]entry, error) {
+	var out []entry
+	var prev []byte
+	for len(b) > 0 {
+		shared, n := binary.Uvarint(b)
+		if n <= 0 || shared > uint64(len(prev)) {
+			return nil, corruptf("chunk entry %d: bad shared prefix length", len(out))
+		}
+		b = b[n:]
+		rest, n := binary.Uvarint(b)
+		if n <= 0 || rest > uint64(len(b)-n) || uint64(len(b)-n)-rest < sha256.Size {
+			return nil, corruptf("chunk entry %d: bad key length", len(out))
+		}
+		b = b[n:]
+		key := make([]byte, 0, int(shared)+int(rest))
+		key = append(append(key, prev[:shared]...), b[:rest]...)
+		b = b[rest:]
+		out = append(out, entry{key: key, blob: bytes.Clone(b[:sha256.Size])})
+		b = b[sha256.Size:]
+		prev = key
+	}
+	if len(out) == 0 {
+		return nil, corruptf("empty chunk")
+	}
+	return out, nil
+}
+
+// loadChunk reads and decodes a stored chunk.
+func (s *sets) loadChunk(id []byte) ([]entry, error) {
+	v := s.chunks.Get(id)
+	if v == nil {
+		return nil, corruptf("chunk %x is missing", id)
+	}
+	entries, err := decodeChunk(v)
+	if err != nil {
+		return nil, fmt.Errorf("chunk %x: %w", id, err)
+	}
+	return entries, nil
+}
+
+// blob returns a blob's bytes, stored or in the update.
+func (s *sets) blob(id []byte) ([]byte, error) {
+	if v := s.blobs.Get(id); v != nil {
+		return v, nil
+	}
+	if v, ok := s.newBlobs[string(id)]; ok {
+		return v, nil
+	}
+	return nil, corruptf("blob %x is missing", id)
+}
+
+// item decodes the item an entry names.
+func (s *sets) item(e entry) (*commonv1.Item, error) {
+	b, err := s.blob(e.blob)
+	if err != nil {
+		return nil, err
+	}
+	return decodeItem(e.key, b)
+}
+
+// decodeItem decodes a blob and gives it the kind and key of its item key.
+func decodeItem(key, blob []byte) (*commonv1.Item, error) {
+	kind, k, err := splitItemKey(key)
+	if err != nil {
+		return nil, err
+	}
+	it := &commonv1.Item{}
+	if err := proto.Unmarshal(blob, it); err != nil {
+		return nil, corruptf("item %q: %v", key, err)
+	}
+	it.Kind, it.Key = kind, k
+	return it, nil
+}
+
+// splitItemKey returns the kind and key of an item key.
+func splitItemKey(key []byte) (kind, k string, err error) {
+	i := bytes.IndexByte(key, 0)
+	if i < 0 {
+		return "", "", corruptf("item key %q has no kind", key)
+	}
+	return string(key[:i]), string(key[i+1:]), nil
+}
+
+// encodeBlob returns the bytes stored for an item, and their ID.
+func encodeBlob(it *commonv1.Item) (b, id []byte, err error) {
+	// The body is shared with it, not copied: Marshal only reads it.
+	b, err = proto.MarshalOptions{Deterministic: true}.Marshal(&commonv1.Item{Hash: it.GetHash(), Body: it.Body})
+	if err != nil {
+		return nil, nil, err
+	}
+	sum := sha256.Sum256(b)
+	return b, sum[:], nil
+}
+
+// itemHash returns the item hash (field 3 of Item) held in a blob, without
+// decoding the body.
+func itemHash(blob []byte) ([]byte, error) {
+	b := blob
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, corruptf("blob: %v", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == 3 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return nil, corruptf("blob: %v", protowire.ParseError(n))
+			}
+			return v, nil
+		}
+		n = protowire.ConsumeFieldValue(num, typ, b)
+		if n < 0 {
+			return nil, corruptf("blob: %v", protowire.ParseError(n))
+		}
+		b = b[n:]
+	}
+	return nil, nil
+}
+
+// loadIndex reads a host's chunk index, in key order.
+func loadIndex(idx *bolt.Bucket) []indexEntry {
+	var out []indexEntry
+	if idx == nil {
+		return nil
+	}
+	c := idx.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		out = append(out, indexEntry{first: bytes.Clone(k), id: bytes.Clone(v)})
+	}
+	return out
+}
+
+// chunkOf returns the position in index of the chunk key falls in: the
+// last starting at or before key, or the first. index must not be empty.
+func chunkOf(index []indexEntry, key []byte) int {
+	i := sort.Search(len(index), func(i int) bool { return bytes.Compare(index[i].first, key) > 0 })
+	return max(i-1, 0)
+}
+
+// findEntry returns the blob ID of key in sorted entries, nil if absent.
+func findEntry(entries []entry, key []byte) []byte {
+	i, ok := slices.BinarySearchFunc(entries, key, func(e entry, k []byte) int { return bytes.Compare(e.key, k) })
+	if !ok {
+		return nil
+	}
+	return entries[i].blob
+}
+
+// unchanged returns the first keys of the chunks of next that old already
+// holds at the same place.
+func unchanged(old []indexEntry, next []chunk) map[string]bool {
+	had := make(map[string][]byte, len(old))
+	for _, o := range old {
+		had[string(o.first)] = o.id
+	}
+	same := make(map[string]bool)
+	for _, c := range next {
+		if id, ok := had[string(c.first())]; ok && bytes.Equal(id, c.id) {
+			same[string(c.first())] = true
+		}
+	}
+	return same
+}
+
+// replace replaces the chunks old of a host's index by next, which cover
+// the same range of keys, keeping the chunks both hold.
+func (s *sets) replace(idx *bolt.Bucket, old []indexEntry, next []chunk) error {
+	same := unchanged(old, next)
+	firsts := make(map[string]bool, len(next))
+	for i := range next {
+		c := &next[i]
+		firsts[string(c.first())] = true
+		if same[string(c.first())] {
+			continue
+		}
+		if err := s.ref(c); err != nil {
+			return err
+		}
+		if err := idx.Put(c.first(), c.id); err != nil {
+			return fmt.Errorf("index chunk: %w", err)
+		}
+	}
+	for _, o := range old {
+		if same[string(o.first)] {
+			continue
+		}
+		if err := s.unref(o.id); err != nil {
+			return err
+		}
+		if !firsts[string(o.first)] {
+			if err := idx.Delete(o.first); err != nil {
+				return fmt.Errorf("unindex chunk: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// dropAll drops a host's whole chunk index.
+func (s *sets) dropAll(idx *bolt.Bucket) error {
+	return s.replace(idx, loadIndex(idx), nil)
+}
+
+func count(b *bolt.Bucket, id []byte) (uint64, error) {
+	v := b.Get(id)
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, corruptf("reference count of %x is %d bytes long", id, len(v))
+}
+
+// ref takes a reference to c, storing it (and referencing its blobs) if
+// it is new.
+func (s *sets) ref(c *chunk) error {
+	n, err := count(s.chunkRefs, c.id)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		if err := s.chunks.Put(c.id, c.enc); err != nil {
+			return fmt.Errorf("store chunk: %w", err)
+		}
+		for _, e := range c.entries {
+			if err := s.refBlob(e.blob); err != nil {
+				return err
+			}
+		}
+	}
+	return s.chunkRefs.Put(c.id, u64(n+1))
+}
+
+// unref drops a reference to a chunk, deleting it (and dropping its
+// blobs' references) with the last.
+func (s *sets) unref(id []byte) error {
+	n, err := count(s.chunkRefs, id)
+	if err != nil {
+		return err
+	}
+	switch n {
+	case 0:
+		return corruptf("chunk %x is referenced but has no reference count", id)
+	case 1:
+	default:
+		return s.chunkRefs.Put(id, u64(n-1))
+	}
+	entries, err := s.loadChunk(id)
+	if err != nil {
+		return err
+	}
+	if err := s.chunks.Delete(id); err != nil {
+		return fmt.Errorf("delete chunk: %w", err)
+	}
+	if err := s.chunkRefs.Delete(id); err != nil {
+		return fmt.Errorf("delete chunk count: %w", err)
+	}
+	for _, e := range entries {
+		if err := s.unrefBlob(e.blob); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *sets) refBlob(id []byte) error {
+	n, err := count(s.blobRefs, id)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		v, ok := s.newBlobs[string(id)]
+		if !ok {
+			return corruptf("blob %x is neither stored nor new", id)
+		}
+		if err := s.blobs.Put(id, v); err != nil {
+			return fmt.Errorf("store blob: %w", err)
+		}
+	}
+	return s.blobRefs.Put(id, u64(n+1))
+}
+
+func (s *sets) unrefBlob(id []byte) error {
+	n, err := count(s.blobRefs, id)
+	if err != nil {
+		return err
+	}
+	switch n {
+	case 0:
+		return corruptf("blob %x is referenced but has no reference count", id)
+	case 1:
+		if err := s.blobs.Delete(id); err != nil {
+			return fmt.Errorf("delete blob: %w", err)
+		}
+		return s.blobRefs.Delete(id)
+	}
+	return s.blobRefs.Put(id, u64(n-1))
+}
+
+// forEntries calls fn for a host's entries in key order, from the chunk
+// holding from (nil: the first) until fn returns false.
+func (s *sets) forEntries(idx *bolt.Bucket, from []byte, fn func(entry) (bool, error)) error {
+	if idx == nil {
+		return nil
+	}
+	c := idx.Cursor()
+	var k, v []byte
+	if from == nil {
+		k, v = c.First()
+	} else {
+		// The chunk holding from starts at or before it, if any does.
+		switch k, v = c.Seek(from); {
+		case k == nil:
+			k, v = c.Last()
+		case !bytes.Equal(k, from):
+			if k, v = c.Prev(); k == nil {
+				k, v = c.First()
+			}
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		entries, err := s.loadChunk(v)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if bytes.Compare(e.key, from) < 0 {
+				continue
+			}
+			more, err := fn(e)
+			if err != nil || !more {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,302 @@
+package pgstore
+
+// Benchmarks against the test PostgreSQL server (see pgtest). Run them, and
+// bboltstore's of the same names, with
+//
+//	go test -run='^$' -bench=. ./server/internal/store/pgstore/ ./server/internal/store/bboltstore/
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/quantumlayer/qinfra/pkg/inventory"
+	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
+	"github.com/quantumlayer/qinfra/server/internal/store"
+)
+
+var benchNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func sealed(tb testing.TB, it *commonv1.Item) *commonv1.Item {
+	tb.Helper()
+	if err := inventory.Seal(it); err != nil {
+		tb.Fatal(err)
+	}
+	return it
+}
+
+func benchPkg(tb testing.TB, name, version string) *commonv1.Item {
+	return sealed(tb, &commonv1.Item{
+		Kind: inventory.KindPackage, Key: "dpkg:" + name + ":amd64",
+		Body: &commonv1.Item_Package{Package: &commonv1.Package{
+			Manager: "dpkg", Name: name, Version: version, Arch: "amd64",
+			SourceName: name, SourceVersion: version, Status: "installed",
+			UpstreamVersion: version, Vendor: "Debian",
+		}},
+	})
+}
+
+// benchItems returns n sealed packages of a typical size.
+func benchItems(tb testing.TB, n int, version string) []*commonv1.Item {
+	items := make([]*commonv1.Item, n)
+	for i := range items {
+		items[i] = benchPkg(tb, fmt.Sprintf("lib-benchmark-package-%05d", i), version)
+	}
+	return items
+}
+
+// Fleet shape for BenchmarkApplyFull: hosts built from benchImages images
+// of benchItemsPerHost items, of which benchPerImage differ between images
+// and benchPerHost between hosts (its files, its OS item).
+const (
+	benchImages       = 5
+	benchItemsPerHost = 2000
+	benchPerImage     = 200
+	benchPerHost      = 10
+)
+
+// imageItems returns the items image img's hosts share.
+func imageItems(tb testing.TB, img int) []*commonv1.Item {
+	common := benchItemsPerHost - benchPerImage - benchPerHost
+	items := benchItems(tb, common, "1.0-1")
+	for i := range benchPerImage {
+		items = append(items, benchPkg(tb, fmt.Sprintf("image-package-%04d", i), fmt.Sprintf("2.%d-1", img)))
+	}
+	return items
+}
+
+// hostItems returns the items only host h has.
+func hostItems(tb testing.TB, h int) []*commonv1.Item {
+	items := []*commonv1.Item{sealed(tb, &commonv1.Item{
+		Kind: inventory.KindOS, Key: "host",
+		Body: &commonv1.Item_Os{Os: &commonv1.OSFacts{
+			Hostname: fmt.Sprintf("web-%05d", h), Os: "linux", Platform: "debian", PlatformVersion: "12.5",
+			KernelVersion: "6.1.0-18-amd64", MachineId: fmt.Sprintf("%032x", h), PrettyName: "Debian GNU/Linux 12 (bookworm)",
+		}},
+	})}
+	for i := len(items); i < benchPerHost; i++ {
+		path := fmt.Sprintf("/etc/host-specific-%d.conf", i)
+		items = append(items, sealed(tb, &commonv1.Item{
+			Kind: inventory.KindFile, Key: path,
+			Body: &commonv1.Item_File{File: &commonv1.File{
+				Path: path, Type: "file", Sha256: fmt.Sprintf("%064x", h*benchPerHost+i), Mode: 0o644, Owner: "root", Group: "root", Size: 42,
+			}},
+		}))
+	}
+	return items
+}
+
+// enrollBench enrolls n hosts named host-00000... in s.
+func enrollBench(tb testing.TB, s store.Store, n int) {
+	ctx := context.Background()
+	hash := sha256.Sum256([]byte("bench"))
+	tok := &store.EnrollmentToken{ID: "bench", Hash: hash[:], UsesAllowed: n, ExpiresAt: benchNow.Add(time.Hour), CreatedAt: benchNow}
+	if err := s.CreateEnrollmentToken(ctx, tok); err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		if err := s.EnrollHost(ctx, tok.Hash, benchNow, &store.Host{ID: fmt.Sprintf("host-%05d", i), EnrolledAt: benchNow}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkApplyFull applies a 2,000-item full inventory to a new host per
+// iteration: hosts of 5 images, sharing most packages, each with a few
+// items of its own. One committed transaction each.
+func BenchmarkApplyFull(b *testing.B) {
+	s := openTest(b)
+	enrollBench(b, s, b.N)
+	var images [benchImages][]*commonv1.Item
+	for i := range images {
+		images[i] = imageItems(b, i)
+	}
+	updates := make([]*store.InventoryUpdate, b.N)
+	for i := range updates {
+		items := append(append([]*commonv1.Item{}, images[i%benchImages]...), hostItems(b, i)...)
+		updates[i] = &store.InventoryUpdate{
+			HostID: fmt.Sprintf("host-%05d", i), SpoolID: "sp", Seq: 1, Full: true,
+			Upserts: items, SetHash: inventory.SetOf(items).Hash(), ReceivedAt: benchNow,
+		}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		out, err := s.ApplyInventory(ctx, updates[i])
+		if err != nil || out != store.Applied {
+			b.Fatalf("ApplyInventory = %v, %v", out, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "inventories/s")
+	b.ReportMetric(float64(b.N*benchItemsPerHost)/b.Elapsed().Seconds(), "items/s")
+}
+
+// BenchmarkApplyDelta applies 5-item deltas (each changes the version of 5
+// packages) to one host holding 2,000 items.
+func BenchmarkApplyDelta(b *testing.B) {
+	const n, k = 2000, 5
+	s := openTest(b)
+	enrollBench(b, s, 1)
+	versions := [2][]*commonv1.Item{benchItems(b, n, "1.0-1"), benchItems(b, n, "1.0-2")}
+	ctx := context.Background()
+	out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{
+		HostID: "host-00000", SpoolID: "sp", Seq: 1, Full: true,
+		Upserts: versions[0], SetHash: inventory.SetOf(versions[0]).Hash(), ReceivedAt: benchNow,
+	})
+	if err != nil || out != store.Applied {
+		b.Fatalf("full ApplyInventory = %v, %v", out, err)
+	}
+	// The agent's side: which version each item is at, and the set hash.
+	var acc inventory.Accumulator
+	for _, it := range versions[0] {
+		acc.Add(inventory.RefOf(it), it.GetHash())
+	}
+	at := make([]int, n)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ups := make([]*commonv1.Item, k)
+		for j := range ups {
+			idx := (i*k + j) % n
+			old := versions[at[idx]][idx]
+			at[idx] ^= 1
+			ups[j] = versions[at[idx]][idx]
+			acc.Remove(inventory.RefOf(old), old.GetHash())
+			acc.Add(inventory.RefOf(ups[j]), ups[j].GetHash())
+		}
+		out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{
+			HostID: "host-00000", SpoolID: "sp", Seq: uint64(i + 2),
+			Upserts: ups, SetHash: acc.Sum(), ReceivedAt: benchNow,
+		})
+		if err != nil || out != store.Applied {
+			b.Fatalf("delta %d: ApplyInventory = %v, %v", i, out, err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deltas/s")
+	b.ReportMetric(float64(b.N*k)/b.Elapsed().Seconds(), "items/s")
+}
+
+// BenchmarkWriteFull compares ways of writing what a host's first full
+// inventory writes: 2,000 host rows, and the item bodies, most of which
+// are already stored (hosts of 5 images). ApplyInventory uses the winner.
+func BenchmarkWriteFull(b *testing.B) {
+	for _, m := range []struct {
+		name  string
+		write func(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error
+	}{
+		{"unnest", writeFullUnnest},
+		{"unnest-missing", writeFullUnnestMissing},
+		{"copy", writeFullCopy},
+		{"batch", writeFullBatch},
+	} {
+		b.Run(m.name, func(b *testing.B) {
+			s := openTest(b)
+			var images [benchImages][]pendingItem
+			for i := range images {
+				var err error
+				u := &store.InventoryUpdate{Full: true, Upserts: imageItems(b, i)}
+				if images[i], err = prepare(u); err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				err := s.inTx(ctx, func(tx pgx.Tx) error {
+					return m.write(ctx, tx, int64(i+1), images[i%benchImages])
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "inventories/s")
+		})
+	}
+}
+
+// writeFullUnnest is what ApplyInventory does: one statement each for
+// bodies and rows, with the columns as arrays, sent in one batch.
+func writeFullUnnest(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	w := &pgx.Batch{}
+	if err := writeBodies(ctx, tx, w, items); err != nil {
+		return err
+	}
+	if err := insertHostItems(ctx, tx, w, hkey, items); err != nil {
+		return err
+	}
+	return tx.SendBatch(ctx, w).Close()
+}
+
+// writeFullUnnestMissing first asks which bodies are missing and sends
+// only those.
+func writeFullUnnestMissing(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	hashes := make([][]byte, len(items))
+	for i, p := range items {
+		hashes[i] = p.bodyHash
+	}
+	rows, err := tx.Query(ctx, `SELECT h FROM unnest($1::bytea[]) AS t(h)
+		WHERE NOT EXISTS (SELECT 1 FROM items WHERE body_hash = t.h)`, hashes)
+	if err != nil {
+		return err
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, h := range missing {
+		want[string(h)] = true
+	}
+	var send []pendingItem
+	for _, p := range items {
+		if want[string(p.bodyHash)] {
+			send = append(send, p)
+		}
+	}
+	w := &pgx.Batch{}
+	if err := writeBodies(ctx, tx, w, send); err != nil {
+		return err
+	}
+	if err := insertHostItems(ctx, tx, w, hkey, items); err != nil {
+		return err
+	}
+	return tx.SendBatch(ctx, w).Close()
+}
+
+// writeFullCopy copies the bodies into a temporary table, inserts the new
+// ones from there, and copies the rows into host_items.
+func writeFullCopy(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS stage_items (body_hash bytea, body bytea) ON COMMIT DELETE ROWS`); err != nil {
+		return err
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_items"}, []string{"body_hash", "body"},
+		pgx.CopyFromSlice(len(items), func(i int) ([]any, error) { return []any{items[i].bodyHash, items[i].body}, nil }))
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO items SELECT * FROM stage_items ORDER BY body_hash ON CONFLICT DO NOTHING`); err != nil {
+		return err
+	}
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"host_items"}, []string{"hkey", "kind", "key", "body_hash"},
+		pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
+			return []any{hkey, items[i].ref.Kind, []byte(items[i].ref.Key), items[i].bodyHash}, nil
+		}))
+	return err
+}
+
+// writeFullBatch sends one INSERT per body and per row, in one batch.
+func writeFullBatch(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	w := &pgx.Batch{}
+	for _, p := range items {
+		w.Queue(`INSERT INTO items (body_hash, body) VALUES ($1, $2) ON CONFLICT DO NOTHING`, p.bodyHash, p.body)
+	}
+	for _, p := range items {
+		w.Queue(`INSERT INTO host_items (hkey, kind, key, body_hash) VALUES ($1, $2, $3, $4)`, hkey, p.ref.Kind, []byte(p.ref.Key), p.bodyHash)
+	}
+	return tx.SendBatch(ctx, w).Close()
+}
