@@ -168,6 +168,6 @@ func (s *server) routes() []route {
 // noLive is the Live of a process without agent streams.
 type noLive struct{}
 
-func (noLive) Connected(string) bool     { return false }
-func (noLive) Disconnect(string, string) {}
+func (noLive) Connected(string) bool        { return false }
+func (noLive) Disconnect(string, string)    {}
 func (noLive) CommandQueued(string, string) {}

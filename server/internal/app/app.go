@@ -65,9 +65,9 @@ type Config struct {
 // Default returns the default configuration.
 func Default() Config {
 	return Config{
-		DataDir:        "/var/lib/qinfra-server",
-		GRPCAddr:       ":8440",
-		APIAddr:        ":8443",
+		DataDir:          "/var/lib/qinfra-server",
+		GRPCAddr:         ":8440",
+		APIAddr:          ":8443",
 		CertTTL:          ingest.DefaultCertTTL,
 		MaxMessageSize:   ingest.DefaultMaxMessageSize,
 		HistoryRetention: 90 * 24 * time.Hour,

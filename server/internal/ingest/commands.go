@@ -145,4 +145,3 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
-

@@ -63,7 +63,7 @@ type Options struct {
 	// Bus carries revocations and queued commands between replicas; nil
 	// means this replica only hears of its own (Disconnect, SendCommand).
 	Bus cluster.Bus
-	Now        func() time.Time
+	Now func() time.Time
 }
 
 // Service is the AgentService implementation.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
@@ -102,6 +103,7 @@ func testInventoryFull(t *testing.T, s store.Store) {
 	apply(t, s, u, store.Applied)
 	wantItems(t, s, "host-1", items)
 	wantState(t, s, "host-1", stateOf(u, items))
+	wantChanges(t, s, "host-1", time.Time{}, 0) // the starting point, not a change
 
 	// Byte order, spelled out: kinds sorted, "Xorg" before "bash".
 	got, err := s.ListItems(t.Context(), "host-1", "")
@@ -161,10 +163,16 @@ func testInventoryFullHashMismatch(t *testing.T, s store.Store) {
 
 	// A delta is now ignored, a correct full inventory clears NeedsFull.
 	apply(t, s, deltaUpdate("host-1", "sp", 3, items, []*commonv1.Item{pkg("zsh", "5.9")}, nil), store.NeedsFull)
+	wantChanges(t, s, "host-1", time.Time{}, 0)
 	good := fullUpdate("host-1", "sp", 4, items[:3])
 	apply(t, s, good, store.Applied)
 	wantItems(t, s, "host-1", items[:3])
 	wantState(t, s, "host-1", stateOf(good, items[:3]))
+	var gone []*store.ItemChange
+	for _, it := range items[3:] {
+		gone = append(gone, removed(4, it))
+	}
+	wantChanges(t, s, "host-1", time.Time{}, 0, gone...)
 }
 
 func testInventoryDelta(t *testing.T, s store.Store) {
@@ -237,6 +245,7 @@ func testInventoryDuplicateSeq(t *testing.T, s store.Store) {
 	apply(t, s, u, store.Applied)
 	cur := applyDelta(base, ups, nil)
 	state := stateOf(u, cur)
+	bash := changed(2, pkg("bash", "5.2.15-2+b2"), ups[0])
 
 	for _, dup := range []*store.InventoryUpdate{
 		u, // redelivered as is
@@ -249,6 +258,7 @@ func testInventoryDuplicateSeq(t *testing.T, s store.Store) {
 		apply(t, s, dup, store.Duplicate)
 		wantItems(t, s, "host-1", cur)
 		wantState(t, s, "host-1", state)
+		wantChanges(t, s, "host-1", time.Time{}, 0, bash)
 	}
 }
 
@@ -285,6 +295,8 @@ func testInventoryConcurrentDuplicates(t *testing.T, s store.Store) {
 	cur := applyDelta(base, ups, nil)
 	wantItems(t, s, "host-1", cur)
 	wantState(t, s, "host-1", stateOf(u, cur))
+	// Its changes were recorded once.
+	wantChanges(t, s, "host-1", time.Time{}, 0, changed(2, pkg("bash", "5.2.15-2+b2"), ups[0]), added(2, ups[1]))
 }
 
 func testInventoryDeltaHashMismatch(t *testing.T, s store.Store) {
@@ -443,6 +455,7 @@ func testInventoryInvalidUpdate(t *testing.T, s store.Store) {
 	// Nothing changed and seq 2 is still free.
 	wantItems(t, s, "host-1", base)
 	wantState(t, s, "host-1", stateOf(first, base))
+	wantChanges(t, s, "host-1", time.Time{}, 0)
 	ups := []*commonv1.Item{pkg("bash", "9")}
 	u := deltaUpdate("host-1", "sp", 2, base, ups, nil)
 	apply(t, s, u, store.Applied)
