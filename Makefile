@@ -81,6 +81,22 @@ demo: build
 clean:
 	rm -rf bin .cache
 
+# bench-store: full inventories/s and deltas/s for bbolt and PostgreSQL on
+# this machine (PostgreSQL on 127.0.0.1:5432, or QINFRA_TEST_POSTGRES).
+.PHONY: bench-store
+bench-store:
+	$(GO) test -run='^$$' -bench='ApplyFull|ApplyDelta' -benchtime=2s -count=1 ./server/internal/store/bboltstore/ ./server/internal/store/pgstore/
+
+# fuzz runs every fuzz target for FUZZTIME each.
+FUZZTIME ?= 20s
+.PHONY: fuzz
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg; \
+		done; \
+	done
+
 # bench-agent measures the agent's footprint on this machine (scan time,
 # RSS, idle CPU) and writes bench/agent.json.
 .PHONY: bench-agent
