@@ -30,6 +30,7 @@ Usage:
   qinfra-server backup  --data DIR --out FILE      copy the store of a stopped server to FILE
   qinfra-server restore --data DIR --in FILE [--force]
                                                    check a backup and put it in place as DIR's store
+  qinfra-server migrate --store postgres://...     apply the PostgreSQL store's schema migrations
   qinfra-server version
 
 Run 'qinfra-server <command> -h' for a command's flags.
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBackup(args[1:], stdout, stderr)
 	case "restore":
 		err = cmdRestore(args[1:], stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 	case "help", "-h", "--help":

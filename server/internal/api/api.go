@@ -9,6 +9,7 @@
 package api
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -61,6 +62,11 @@ type Options struct {
 	// (agents heartbeat well inside it). Zero: this process holds every
 	// stream, and Live alone decides.
 	PeerLiveness time.Duration
+	// Backup writes a consistent snapshot of the store to w; nil when the
+	// backend has its own tools (PostgreSQL). BackupDir holds the snapshot
+	// while it is sent ("" means the system temp dir).
+	Backup    func(w io.Writer) (int64, error)
+	BackupDir string
 }
 
 // Limits applied to request input.
@@ -84,6 +90,8 @@ type server struct {
 	caFingerprint string
 	grpcAddress   string
 	peerLiveness  time.Duration
+	backup        func(w io.Writer) (int64, error)
+	backupDir     string
 }
 
 // New returns the API handler. It panics when opts.Store is nil, a
@@ -103,6 +111,8 @@ func New(opts Options) http.Handler {
 		caFingerprint: opts.CAFingerprint,
 		grpcAddress:   opts.GRPCAddress,
 		peerLiveness:  opts.PeerLiveness,
+		backup:        opts.Backup,
+		backupDir:     opts.BackupDir,
 	}
 	if s.live == nil {
 		s.live = noLive{}
@@ -162,6 +172,7 @@ func (s *server) routes() []route {
 		{"GET", "/api/v1/hosts/{id}/commands", store.RoleViewer, s.handleListCommands},
 		{"GET", "/api/v1/commands/{id}", store.RoleViewer, s.handleGetCommand},
 		{"GET", "/api/v1/audit", store.RoleAdmin, s.handleListAudit},
+		{"POST", "/api/v1/admin/backup", store.RoleAdmin, s.handleBackup},
 	}
 }
 

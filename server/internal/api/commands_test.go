@@ -141,3 +141,12 @@ func TestListChanges(t *testing.T) {
 	f.do("GET", "/api/v1/hosts/h-1/changes?since=yesterday", f.viewer, nil).mustStatus(t, http.StatusBadRequest)
 	f.do("GET", "/api/v1/hosts/h-nope/changes", f.viewer, nil).mustStatus(t, http.StatusNotFound)
 }
+
+func TestBackupEndpoint(t *testing.T) {
+	f := newFixture(t)
+	f.addHost("h-1", "web-1", nil)
+	// The fixture's API has no Backup wired: 501 with a pointer to pg_dump.
+	r := f.do("POST", "/api/v1/admin/backup", f.admin, nil).mustStatus(t, http.StatusNotImplemented)
+	_ = r
+	f.do("POST", "/api/v1/admin/backup", f.operator, nil).mustStatus(t, http.StatusForbidden)
+}

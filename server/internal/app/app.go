@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -259,6 +260,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if isPostgres(cfg.Store) {
 		// Agents heartbeat every 30 s by default.
 		apiOpts.PeerLiveness = 75 * time.Second
+	}
+	if b, ok := st.(interface {
+		Backup(io.Writer) (int64, error)
+	}); ok {
+		apiOpts.Backup, apiOpts.BackupDir = b.Backup, cfg.DataDir
 	}
 	handler := api.New(apiOpts)
 	s.httpSrv = &http.Server{

@@ -91,6 +91,7 @@ var (
 	bucketAPITokens     = []byte("api_tokens")
 	bucketAPIHashes     = []byte("api_token_hashes")
 	bucketInventory     = []byte("inventory")
+	bucketInvChunks     = []byte("inventory_chunks")
 	bucketAudit         = []byte("audit")
 	bucketChunks        = []byte("chunks")
 	bucketChunkRefs     = []byte("chunk_refs")
@@ -105,7 +106,6 @@ var (
 	keySchemaVersion    = []byte("schema_version")
 	keyChunkSalt        = []byte("chunk_salt")
 	keyAuditPruned      = []byte("audit_pruned")
-	bucketInvChunks     = []byte("inventory_chunks")
 )
 
 // topBuckets are created when a store is initialised.

@@ -273,6 +273,17 @@ func TestSchemaVersion(t *testing.T) {
 		t.Fatalf("Open of a newer schema: error = %v, want ErrSchemaVersion saying newer", err)
 	}
 
+	// Version 1 (full copies of every host's items) is refused, saying
+	// what to do.
+	setSchemaVersion(t, path, 1)
+	_, err = Open(path, Options{})
+	if !errors.Is(err, ErrSchemaVersion) || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "move the file aside") {
+		t.Fatalf("Open of a version 1 store: error = %v, want ErrSchemaVersion explaining it", err)
+	}
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrSchemaVersion) {
+		t.Fatalf("read-only Open of a version 1 store: error = %v, want ErrSchemaVersion", err)
+	}
+
 	setSchemaVersion(t, path, SchemaVersion)
 	openAt(t, path) // a refused Open left the file intact and unlocked
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // pruneBatch is how many rows a pruning transaction deletes at most, so a
-// large backlog does not hold the write lock for long.
-const pruneBatch = 10_000
+// large backlog does not hold the write lock for long. Tests lower it.
+var pruneBatch = 10_000
 
 // itemChange is a change an update makes, before it is stored.
 type itemChange struct {

@@ -207,7 +207,8 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 // errDuplicate rolls back the transaction of a duplicate update.
 var errDuplicate = errors.New("duplicate")
 
-// applied records in st that u was applied, leaving acc.
+// applied records in st that u was applied, leaving the items of
+// accumulator acc.
 func applied(st *streamRecord, u *store.InventoryUpdate, acc inventory.Accumulator) {
 	st.setAccumulator(acc)
 	st.NeedsFull = false
@@ -354,11 +355,12 @@ func applyDelta(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdat
 		st.NeedsFull = true
 		return store.HashMismatch, nil, nil
 	}
-	var changes []itemChange
-	if st.HasSet {
-		if changes, err = d.changes(); err != nil {
-			return 0, nil, err
-		}
+	// Only a first full inventory is exempt: a delta is a change even
+	// when it is the first update applied (which an empty spool ID
+	// allows).
+	changes, err := d.changes()
+	if err != nil {
+		return 0, nil, err
 	}
 	old, next, err := d.rechunk()
 	if err != nil {

@@ -21,8 +21,10 @@ package bboltstore
 // Reference counts make sharing safe: chunk_refs counts the index entries
 // naming a chunk, blob_refs the stored chunks' entries naming a blob. They
 // change in the transaction that changes an index; a chunk or blob whose
-// count reaches zero is deleted. New references are taken before old ones
-// are dropped, so an item moving to another chunk keeps its blob.
+// count reaches zero is deleted. Blob counts change by their net change
+// over the chunks an update drops and adds, so an item moving to another
+// chunk keeps its blob, and the blobs of a rewritten chunk that stay are
+// not written.
 //
 // Every chunk but a host's first starts at a boundary key and no chunk holds
 // one elsewhere: a host's chunks are a function of its entries, whatever
@@ -34,6 +36,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -316,17 +319,20 @@ func unchanged(old []indexEntry, next []chunk) map[string]bool {
 }
 
 // replace replaces the chunks old of a host's index by next, which cover
-// the same range of keys, keeping the chunks both hold.
+// the same range of keys, keeping the chunks both hold. Blob references
+// are counted net: a blob that moves from a dropped chunk to a new one is
+// not touched.
 func (s *sets) replace(idx *bolt.Bucket, old []indexEntry, next []chunk) error {
 	same := unchanged(old, next)
 	firsts := make(map[string]bool, len(next))
+	blobs := map[string]int64{}
 	for i := range next {
 		c := &next[i]
 		firsts[string(c.first())] = true
 		if same[string(c.first())] {
 			continue
 		}
-		if err := s.ref(c); err != nil {
+		if err := s.ref(c, blobs); err != nil {
 			return err
 		}
 		if err := idx.Put(c.first(), c.id); err != nil {
@@ -337,7 +343,7 @@ func (s *sets) replace(idx *bolt.Bucket, old []indexEntry, next []chunk) error {
 		if same[string(o.first)] {
 			continue
 		}
-		if err := s.unref(o.id); err != nil {
+		if err := s.unref(o.id, blobs); err != nil {
 			return err
 		}
 		if !firsts[string(o.first)] {
@@ -346,12 +352,7 @@ func (s *sets) replace(idx *bolt.Bucket, old []indexEntry, next []chunk) error {
 			}
 		}
 	}
-	return nil
-}
-
-// dropAll drops a host's whole chunk index.
-func (s *sets) dropAll(idx *bolt.Bucket) error {
-	return s.replace(idx, loadIndex(idx), nil)
+	return s.refBlobs(blobs)
 }
 
 func count(b *bolt.Bucket, id []byte) (uint64, error) {
@@ -365,9 +366,9 @@ func count(b *bolt.Bucket, id []byte) (uint64, error) {
 	return 0, corruptf("reference count of %x is %d bytes long", id, len(v))
 }
 
-// ref takes a reference to c, storing it (and referencing its blobs) if
-// it is new.
-func (s *sets) ref(c *chunk) error {
+// ref takes a reference to c, storing it if it is new; the references its
+// entries then take to their blobs are added to blobs.
+func (s *sets) ref(c *chunk, blobs map[string]int64) error {
 	n, err := count(s.chunkRefs, c.id)
 	if err != nil {
 		return err
@@ -377,17 +378,15 @@ func (s *sets) ref(c *chunk) error {
 			return fmt.Errorf("store chunk: %w", err)
 		}
 		for _, e := range c.entries {
-			if err := s.refBlob(e.blob); err != nil {
-				return err
-			}
+			blobs[string(e.blob)]++
 		}
 	}
 	return s.chunkRefs.Put(c.id, u64(n+1))
 }
 
-// unref drops a reference to a chunk, deleting it (and dropping its
-// blobs' references) with the last.
-func (s *sets) unref(id []byte) error {
+// unref drops a reference to a chunk, deleting it with the last; the
+// references its entries then drop are subtracted from blobs.
+func (s *sets) unref(id []byte, blobs map[string]int64) error {
 	n, err := count(s.chunkRefs, id)
 	if err != nil {
 		return err
@@ -410,45 +409,51 @@ func (s *sets) unref(id []byte) error {
 		return fmt.Errorf("delete chunk count: %w", err)
 	}
 	for _, e := range entries {
-		if err := s.unrefBlob(e.blob); err != nil {
-			return err
-		}
+		blobs[string(e.blob)]--
 	}
 	return nil
 }
 
-func (s *sets) refBlob(id []byte) error {
-	n, err := count(s.blobRefs, id)
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		v, ok := s.newBlobs[string(id)]
-		if !ok {
-			return corruptf("blob %x is neither stored nor new", id)
+// refBlobs applies net changes to blobs' reference counts, in ID order:
+// a blob gaining its first reference is stored (it must be one of the
+// update's), one losing its last is deleted.
+func (s *sets) refBlobs(blobs map[string]int64) error {
+	for _, id := range slices.Sorted(maps.Keys(blobs)) {
+		d := blobs[id]
+		if d == 0 {
+			continue
 		}
-		if err := s.blobs.Put(id, v); err != nil {
-			return fmt.Errorf("store blob: %w", err)
+		key := []byte(id)
+		n, err := count(s.blobRefs, key)
+		if err != nil {
+			return err
+		}
+		m := int64(n) + d
+		switch {
+		case m < 0:
+			return corruptf("blob %x has %d references, %d are dropped", key, n, -d)
+		case m == 0:
+			if err := s.blobs.Delete(key); err != nil {
+				return fmt.Errorf("delete blob: %w", err)
+			}
+			if err := s.blobRefs.Delete(key); err != nil {
+				return fmt.Errorf("delete blob count: %w", err)
+			}
+			continue
+		case n == 0:
+			v, ok := s.newBlobs[id]
+			if !ok {
+				return corruptf("blob %x is neither stored nor new", key)
+			}
+			if err := s.blobs.Put(key, v); err != nil {
+				return fmt.Errorf("store blob: %w", err)
+			}
+		}
+		if err := s.blobRefs.Put(key, u64(uint64(m))); err != nil {
+			return fmt.Errorf("count blob: %w", err)
 		}
 	}
-	return s.blobRefs.Put(id, u64(n+1))
-}
-
-func (s *sets) unrefBlob(id []byte) error {
-	n, err := count(s.blobRefs, id)
-	if err != nil {
-		return err
-	}
-	switch n {
-	case 0:
-		return corruptf("blob %x is referenced but has no reference count", id)
-	case 1:
-		if err := s.blobs.Delete(id); err != nil {
-			return fmt.Errorf("delete blob: %w", err)
-		}
-		return s.blobRefs.Delete(id)
-	}
-	return s.blobRefs.Put(id, u64(n-1))
+	return nil
 }
 
 // forEntries calls fn for a host's entries in key order, from the chunk
