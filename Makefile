@@ -102,3 +102,7 @@ fuzz:
 .PHONY: bench-agent
 bench-agent:
 	./scripts/bench-agent.sh
+
+.PHONY: bench-vuln
+bench-vuln:
+	./scripts/bench-vuln.sh

@@ -151,9 +151,10 @@ const (
 	// source versions (Debian and Ubuntu, matched through the dpkg Source
 	// field; Alpine, through the apk origin).
 	SourceNames
-	// EitherNames: records may name a binary or a source RPM (Red Hat, and
-	// Rocky Linux, whose schema entry says source but whose data names
-	// binaries too). For rpm a binary's EVR is its source's.
+	// EitherNames: records may name a binary or a source RPM (Red Hat, by
+	// its schema entry; Rocky Linux, whose schema entry says source RPMs).
+	// Both names are looked up; an rpm binary carries its source's EVR, so
+	// the binary's version is compared either way.
 	EitherNames
 )
 

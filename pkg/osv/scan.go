@@ -62,8 +62,14 @@ func Scan(ctx context.Context, path string, fn func(Entry) error) error {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || !isJSON(p) && !isZip(p) {
+		if !isJSON(p) && !isZip(p) {
 			return nil
+		}
+		if !d.Type().IsRegular() {
+			// Follow a symbolic link to a file, as a mirror may use them.
+			if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
+				return nil
+			}
 		}
 		return scanFile(ctx, p, fn)
 	})

@@ -216,3 +216,13 @@ func TestImportDuplicateIDsLatestWins(t *testing.T) {
 		t.Fatalf("kept %v", last["A-1"])
 	}
 }
+
+func TestScanFollowsFileLinks(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"real/A-1.json": record("A-1", "2024-01-01T00:00:00Z")})
+	if err := os.Symlink(filepath.Join(dir, "real", "A-1.json"), filepath.Join(dir, "link.json")); err != nil {
+		t.Skip(err)
+	}
+	if ok, bad := collect(t, dir); len(ok) != 2 || len(bad) != 0 {
+		t.Fatalf("records %v, invalid %v", ok, bad)
+	}
+}

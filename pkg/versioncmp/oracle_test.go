@@ -310,7 +310,7 @@ func TestDpkgOracle(t *testing.T) {
 		alphabet: "0123456789abcfxyzAZ.+-~:_ ",
 		suffixes: []string{"~rc1", "~", "~~", "+b1", "+b12", "+deb12u1", "~deb12u1", ".1", "-1", "a", "+", "-0ubuntu1.1", ".0", "0", "+esm1", "+really1.0", "~bpo12+1", ":1", "-"},
 	}
-	pairs := oraclePairs(1, real, dpkgEdge, m, minOraclePairs+3000)
+	pairs := oraclePairs(1, real, dpkgEdge, m, minOraclePairs+4000)
 
 	var script []string
 	for _, p := range pairs {

@@ -18,9 +18,9 @@
 // dpkg on numbers longer than 19 digits (it parses them into an int64 and
 // saturates) and cannot compare versions dpkg compares with a warning.
 // github.com/knqyf263/go-apk-version wraps on long numbers and refuses
-// versions apk-tools accepts ("1.0_"). All three are unversioned pseudo-
-// versions; the ports here are about 500 lines with the oracle to keep them
-// honest.
+// versions apk-tools accepts ("1.0_"). None of the three has a tagged
+// release. The ports here are some 700 lines with comments, kept honest by
+// the oracle.
 package versioncmp
 
 import (

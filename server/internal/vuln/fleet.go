@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/quantumlayer/qinfra/pkg/osv"
@@ -24,43 +25,79 @@ type HostPackages struct {
 	Packages []Package
 }
 
-// SetMatch is the result for one distinct package set.
+// SetMatch is the result for one distinct package set. Its findings are
+// kept as references, into the index and into the Packages slice of the
+// set's first host, and built when asked for, so a fleet's result costs
+// memory per set, not per finding.
 type SetMatch struct {
 	Ecosystem string
 	SetID     string
 	Hosts     []string
-	// Findings apply to every host in Hosts; their Host field is empty.
-	Findings []Finding
+
+	fleet *FleetMatch
+	pkgs  []Package
+	qs    []int32 // the lookup of each package
+	order []int32 // the packages with findings, in finding order
+	n     int     // findings
 }
 
-// FleetMatch is the result of MatchSets.
-type FleetMatch struct {
-	Sets   []SetMatch
-	byHost map[string]int
-}
+// Len returns the number of findings of the set (of each of its hosts).
+func (s *SetMatch) Len() int { return s.n }
 
-// Host returns the findings of one host, with Host set.
-func (m *FleetMatch) Host(id string) []Finding {
-	i, ok := m.byHost[id]
-	if !ok {
-		return nil
-	}
-	out := make([]Finding, len(m.Sets[i].Findings))
-	for j, f := range m.Sets[i].Findings {
-		f.Host = id
-		out[j] = f
+// Findings returns the set's findings, sorted by package, arch, version
+// and advisory id, with Host empty.
+func (s *SetMatch) Findings() []Finding {
+	out := make([]Finding, 0, s.n)
+	for f := range s.all("") {
+		out = append(out, f)
 	}
 	return out
 }
 
-// All yields every host's findings with Host set, set by set, without
-// holding them all in memory.
+// all yields the set's findings with Host set to host.
+func (s *SetMatch) all(host string) iter.Seq[Finding] {
+	return func(yield func(Finding) bool) {
+		for _, pi := range s.order {
+			q := s.qs[pi]
+			for _, h := range s.fleet.hits[q] {
+				f := finding(&s.pkgs[pi], s.fleet.queries[q], h)
+				f.Host = host
+				if !yield(f) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// FleetMatch is the result of MatchSets.
+type FleetMatch struct {
+	Sets    []*SetMatch
+	byHost  map[string]*SetMatch
+	queries []query
+	hits    [][]hit
+}
+
+// Host returns the findings of one host, with Host set.
+func (m *FleetMatch) Host(id string) []Finding {
+	s, ok := m.byHost[id]
+	if !ok {
+		return nil
+	}
+	out := make([]Finding, 0, s.n)
+	for f := range s.all(id) {
+		out = append(out, f)
+	}
+	return out
+}
+
+// All yields every host's findings with Host set, set by set, building
+// each as it goes.
 func (m *FleetMatch) All() iter.Seq[Finding] {
 	return func(yield func(Finding) bool) {
 		for _, s := range m.Sets {
 			for _, h := range s.Hosts {
-				for _, f := range s.Findings {
-					f.Host = h
+				for f := range s.all(h) {
 					if !yield(f) {
 						return
 					}
@@ -74,7 +111,7 @@ func (m *FleetMatch) All() iter.Seq[Finding] {
 func (m *FleetMatch) Count() int {
 	n := 0
 	for _, s := range m.Sets {
-		n += len(s.Hosts) * len(s.Findings)
+		n += len(s.Hosts) * s.n
 	}
 	return n
 }
@@ -86,11 +123,12 @@ type setKey struct{ eco, id string }
 // set), every distinct (ecosystem, package name, version) of all sets is
 // looked up once, and each set's findings are assembled once and shared
 // by the hosts in it. The work is spread over GOMAXPROCS goroutines.
-// A host listed twice keeps its last entry.
+// A host listed twice keeps its last entry. The result refers to the
+// Packages slices passed in: they must not change while it is used. Adding
+// to the index meanwhile is safe; the result keeps what it matched.
 func (ix *Index) MatchSets(ctx context.Context, hosts []HostPackages) (*FleetMatch, error) {
-	m := &FleetMatch{byHost: make(map[string]int, len(hosts))}
-	sets := map[setKey]int{}
-	setPkgs := [][]Package{}
+	m := &FleetMatch{byHost: make(map[string]*SetMatch, len(hosts))}
+	sets := map[setKey]*SetMatch{}
 	hasher := newSetHasher()
 	for i := range hosts {
 		h := &hosts[i]
@@ -100,24 +138,17 @@ func (ix *Index) MatchSets(ctx context.Context, hosts []HostPackages) (*FleetMat
 		} else {
 			k.id = "id:" + k.id
 		}
-		si, ok := sets[k]
+		s, ok := sets[k]
 		if !ok {
-			si = len(m.Sets)
-			sets[k] = si
-			m.Sets = append(m.Sets, SetMatch{Ecosystem: k.eco, SetID: h.SetID})
-			setPkgs = append(setPkgs, h.Packages)
+			s = &SetMatch{Ecosystem: k.eco, SetID: h.SetID, fleet: m, pkgs: h.Packages}
+			sets[k] = s
+			m.Sets = append(m.Sets, s)
 		}
 		if prev, dup := m.byHost[h.Host]; dup {
-			s := &m.Sets[prev]
-			for j, name := range s.Hosts {
-				if name == h.Host {
-					s.Hosts = append(s.Hosts[:j], s.Hosts[j+1:]...)
-					break
-				}
-			}
+			prev.Hosts = slices.DeleteFunc(prev.Hosts, func(name string) bool { return name == h.Host })
 		}
-		m.Sets[si].Hosts = append(m.Sets[si].Hosts, h.Host)
-		m.byHost[h.Host] = si
+		s.Hosts = append(s.Hosts, h.Host)
+		m.byHost[h.Host] = s
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -125,50 +156,47 @@ func (ix *Index) MatchSets(ctx context.Context, hosts []HostPackages) (*FleetMat
 
 	// The distinct lookups of all sets.
 	qIndex := map[query]int32{}
-	var queries []query
-	setQueries := make([][]int32, len(m.Sets))
-	for si := range m.Sets {
-		key := osv.MatchKey(m.Sets[si].Ecosystem)
+	for _, s := range m.Sets {
+		key := osv.MatchKey(s.Ecosystem)
 		if _, err := versioncmp.ForEcosystem(key); err != nil {
 			continue // no version ordering, no findings
 		}
 		naming := osv.PackageNaming(key)
-		pkgs := setPkgs[si]
-		qs := make([]int32, len(pkgs))
-		for pi := range pkgs {
-			q := queryFor(key, naming, &pkgs[pi])
+		s.qs = make([]int32, len(s.pkgs))
+		for pi := range s.pkgs {
+			q := queryFor(key, naming, &s.pkgs[pi])
 			qi, ok := qIndex[q]
 			if !ok {
-				qi = int32(len(queries))
+				qi = int32(len(m.queries))
 				qIndex[q] = qi
-				queries = append(queries, q)
+				m.queries = append(m.queries, q)
 			}
-			qs[pi] = qi
+			s.qs[pi] = qi
 		}
-		setQueries[si] = qs
 	}
 
 	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	hits := make([][]hit, len(queries))
-	err := parallel(ctx, len(queries), func(i int) {
-		if h := ix.lookupLocked(queries[i], nil); len(h) > 0 {
-			hits[i] = h
+	m.hits = make([][]hit, len(m.queries))
+	err := parallel(ctx, len(m.queries), func(i int) {
+		if h := ix.lookupLocked(m.queries[i], nil); len(h) > 0 {
+			m.hits[i] = h
 		}
 	})
+	ix.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
+	// Entries are never changed once indexed (Add and Remove swap them in
+	// and out of the maps), so the hits stay valid after the lock.
 	err = parallel(ctx, len(m.Sets), func(si int) {
-		var out []Finding
-		pkgs := setPkgs[si]
-		for pi, qi := range setQueries[si] {
-			if len(hits[qi]) > 0 {
-				out = appendFindings(out, &pkgs[pi], queries[qi], hits[qi])
+		s := m.Sets[si]
+		for pi, qi := range s.qs {
+			if n := len(m.hits[qi]); n > 0 {
+				s.order = append(s.order, int32(pi))
+				s.n += n
 			}
 		}
-		sortFindings(out)
-		m.Sets[si].Findings = out
+		slices.SortStableFunc(s.order, func(a, b int32) int { return comparePackages(&s.pkgs[a], &s.pkgs[b]) })
 	})
 	if err != nil {
 		return nil, err

@@ -125,39 +125,52 @@ func (ix *Index) lookupLocked(q query, buf []hit) []hit {
 	if q.altName != "" {
 		add(q.altName)
 	}
+	slices.SortFunc(buf[start:], func(a, b hit) int { return cmp.Compare(a.e.adv.id, b.e.adv.id) })
 	return buf
 }
 
 func appendFindings(out []Finding, p *Package, q query, hits []hit) []Finding {
 	for _, h := range hits {
-		f := Finding{
-			Ecosystem:        h.e.eco,
-			Package:          p.Name,
-			Arch:             p.Arch,
-			InstalledVersion: p.Version,
-			FixedVersion:     h.fixed,
-			FixAvailable:     h.fixed != "",
-			AdvisoryID:       h.e.adv.id,
-			Aliases:          h.e.adv.aliases,
-			CVEs:             h.e.adv.cves,
-			Summary:          h.e.adv.summary,
-			Severity:         h.e.severity,
-		}
-		if h.e.pkgName != p.Name {
-			f.SourcePackage = h.e.pkgName
-		}
-		if q.version != p.Version {
-			f.SourceVersion = q.version
-		}
-		out = append(out, f)
+		out = append(out, finding(p, q, h))
 	}
 	return out
 }
 
+func finding(p *Package, q query, h hit) Finding {
+	f := Finding{
+		Ecosystem:        h.e.eco,
+		Package:          p.Name,
+		Arch:             p.Arch,
+		InstalledVersion: p.Version,
+		FixedVersion:     h.fixed,
+		FixAvailable:     h.fixed != "",
+		AdvisoryID:       h.e.adv.id,
+		Aliases:          h.e.adv.aliases,
+		CVEs:             h.e.adv.cves,
+		Summary:          h.e.adv.summary,
+		Severity:         h.e.severity,
+	}
+	if h.e.pkgName != p.Name {
+		f.SourcePackage = h.e.pkgName
+	}
+	if q.version != p.Version {
+		f.SourceVersion = q.version
+	}
+	return f
+}
+
+// sortFindings orders findings by package, arch, installed version and
+// advisory id.
 func sortFindings(fs []Finding) {
-	slices.SortFunc(fs, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(a.Package, b.Package), cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.AdvisoryID, b.AdvisoryID))
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(a.Package, b.Package), cmp.Compare(a.Arch, b.Arch),
+			cmp.Compare(a.InstalledVersion, b.InstalledVersion), cmp.Compare(a.AdvisoryID, b.AdvisoryID))
 	})
+}
+
+// comparePackages orders packages as sortFindings orders their findings.
+func comparePackages(a, b *Package) int {
+	return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Arch, b.Arch), cmp.Compare(a.Version, b.Version))
 }
 
 // affects reports whether version v is affected, by a range or by the
