@@ -1,9 +1,14 @@
-// Package plugins will hold the hashicorp/go-plugin contracts for
-// out-of-process collectors and remediators: a shared handshake, a base
-// plugin (info, config schema, set config) and each role's own few
-// methods, served through one Serve helper. Built-in collectors implement
-// the same Go interface in process (agent/internal/collect.Collector).
+// Package plugins holds the hashicorp/go-plugin contracts of qinfra's
+// out-of-process plugins and the example plugins built on them, in the
+// manner of Nomad's plugins/: a shared handshake, each role's own few
+// methods, and one Serve helper per role for plugin authors.
 //
-// Nothing is served from here yet; the contract lands with the first
-// plugin, so that it is shaped by a real one.
+//   - collector: a plugin that reports inventory items of its own kinds
+//     (contract proto/qinfra/plugin/v1/collector.proto). The agent runs it
+//     like a built-in collector (agent/internal/collect.Collector), one
+//     process per collection, killed when it overruns its timeout.
+//   - examples/sysctl: a collector plugin reporting security-relevant
+//     kernel parameters.
+//
+// Remediators will follow the same shape.
 package plugins

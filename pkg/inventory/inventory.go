@@ -27,10 +27,13 @@ const (
 	KindOS      = "os"
 	KindPort    = "port"
 	KindProcess = "process"
+	// KindExt is the kind of every item a plugin reports: the plugin's own
+	// kind is in its Extension body, and its key is "<plugin>:<kind>:<key>".
+	KindExt = "ext"
 )
 
 // Kinds lists every kind, in the order they are reported.
-var Kinds = []string{KindOS, KindPackage, KindUser, KindGroup, KindService, KindFile, KindPort, KindProcess}
+var Kinds = []string{KindOS, KindPackage, KindUser, KindGroup, KindService, KindFile, KindPort, KindProcess, KindExt}
 
 // Ref identifies an item within a host's inventory.
 type Ref struct {
@@ -222,11 +225,56 @@ func Validate(it *commonv1.Item) error {
 		ok = it.GetPort() != nil
 	case KindProcess:
 		ok = it.GetProcess() != nil
+	case KindExt:
+		ok = it.GetExtension() != nil
+		if ok {
+			if err := validateExtension(it.GetKey(), it.GetExtension()); err != nil {
+				return fmt.Errorf("item %s/%s: %w", it.GetKind(), it.GetKey(), err)
+			}
+		}
 	default:
 		return fmt.Errorf("item %q: unknown kind %q", it.GetKey(), it.GetKind())
 	}
 	if !ok {
 		return fmt.Errorf("item %s/%s: body does not match its kind", it.GetKind(), it.GetKey())
+	}
+	return nil
+}
+
+// ValidExtensionName reports whether s may name a plugin or an extension
+// kind: 1 to 63 lower-case ASCII letters, digits, '-' and '_', starting with
+// a letter or digit.
+func ValidExtensionName(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '-' || c == '_') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validateExtension checks a plugin's item: valid plugin and kind names and
+// a key that is exactly "<plugin>:<kind>:<key>", so that no plugin reports
+// under another's name.
+func validateExtension(itemKey string, e *commonv1.Extension) error {
+	if !ValidExtensionName(e.GetPlugin()) {
+		return fmt.Errorf("extension plugin name %q is not valid", e.GetPlugin())
+	}
+	if !ValidExtensionName(e.GetKind()) {
+		return fmt.Errorf("extension kind %q is not valid", e.GetKind())
+	}
+	if e.GetKey() == "" {
+		return fmt.Errorf("extension has an empty key")
+	}
+	if want := e.GetPlugin() + ":" + e.GetKind() + ":" + e.GetKey(); itemKey != want {
+		return fmt.Errorf("extension item key is not %q", want)
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 // Package collect gathers a host's inventory: packages, local users and
-// groups, service units, watched files and OS facts.
+// groups, service units, watched files, OS facts, listening ports, running
+// executables, and the items of collector plugins.
 //
 // Every collector reads the host through a HostFS, so the same code inventories
 // the machine it runs on (Root "/") or a host whose root file system is mounted
-// elsewhere, as in a Kubernetes DaemonSet (Root "/host"). Collectors only read
-// files; none of them asks a running daemon, so the result depends on the
-// root alone and is reproducible in tests from a fake root.
+// elsewhere, as in a Kubernetes DaemonSet (Root "/host"). Collectors read
+// files, the host's /proc included, so the result depends on the root and is
+// reproducible in tests from a fake root. Two exceptions ask a running
+// program: the systemd collector adds the units' active states where the
+// root's systemd runs and is reachable over D-Bus, and plugins run out of
+// process.
 package collect
 
 import (
@@ -21,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quantumlayer/qinfra/agent/internal/config"
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 )
@@ -43,7 +48,8 @@ func (h HostFS) Path(p string) string {
 // Collector gathers one part of the inventory.
 type Collector interface {
 	// Name is the collector's name in Config.Disabled: "dpkg", "rpm",
-	// "users", "groups", "systemd", "files" or "os".
+	// "apk", "users", "groups", "systemd", "files", "os", "ports",
+	// "processes", "plugin:<name>" on Linux; see registry.
 	Name() string
 	// Collect returns sealed items. A collector whose data source is absent
 	// (no dpkg database on an RPM host) returns no items and no error.
@@ -67,6 +73,9 @@ type Config struct {
 	MaxHashBytes int64
 	// Disabled names collectors not to run.
 	Disabled []string
+	// Plugins are collector plugins run after the built-in collectors, each
+	// as the collector "plugin:<name>".
+	Plugins []config.Plugin
 	// Logger receives debug logs of each run; nil discards them.
 	Logger *slog.Logger
 }
@@ -104,6 +113,9 @@ func (c Config) Validate() error {
 	known := map[string]bool{}
 	for _, r := range registry() {
 		known[r.name] = true
+	}
+	for _, p := range c.Plugins {
+		known[pluginCollectorName(p.PluginName())] = true
 	}
 	for _, n := range c.Disabled {
 		if !known[n] {
@@ -160,6 +172,12 @@ func New(cfg Config) *Set {
 			continue
 		}
 		s.collectors = append(s.collectors, r.new(cfg))
+	}
+	for _, p := range cfg.Plugins {
+		if slices.Contains(cfg.Disabled, pluginCollectorName(p.PluginName())) {
+			continue
+		}
+		s.collectors = append(s.collectors, newPluginCollector(p, s.log))
 	}
 	return s
 }
@@ -296,6 +314,9 @@ func Owner(r inventory.Ref) string {
 	switch r.Kind {
 	case inventory.KindPackage:
 		if i := strings.IndexByte(r.Key, ':'); i > 0 {
+			if r.Key[:i] == "windows" {
+				return "programs"
+			}
 			return r.Key[:i]
 		}
 		return ""
@@ -304,7 +325,7 @@ func Owner(r inventory.Ref) string {
 	case inventory.KindGroup:
 		return "groups"
 	case inventory.KindService:
-		return "systemd"
+		return serviceCollectorName
 	case inventory.KindFile:
 		return "files"
 	case inventory.KindOS:
@@ -313,6 +334,11 @@ func Owner(r inventory.Ref) string {
 		return "ports"
 	case inventory.KindProcess:
 		return "processes"
+	case inventory.KindExt:
+		if i := strings.IndexByte(r.Key, ':'); i > 0 {
+			return pluginCollectorName(r.Key[:i])
+		}
+		return ""
 	}
 	return ""
 }

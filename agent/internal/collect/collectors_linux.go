@@ -10,9 +10,12 @@ func registry() []registration {
 		{"apk", func(Config) Collector { return apkCollector{} }},
 		{"users", func(Config) Collector { return usersCollector{} }},
 		{"groups", func(Config) Collector { return groupsCollector{} }},
-		{"systemd", func(Config) Collector { return systemdCollector{} }},
+		{"systemd", func(Config) Collector { return newSystemdLiveCollector() }},
 		{"files", func(cfg Config) Collector { return newFilesCollector(cfg) }},
 		{"ports", func(Config) Collector { return portsCollector{} }},
 		{"processes", func(Config) Collector { return processesCollector{} }},
 	}
 }
+
+// serviceCollectorName is the collector reporting items of kind service.
+const serviceCollectorName = "systemd"

@@ -1,10 +1,10 @@
-//go:build !linux
+//go:build !linux && !windows
 
 package collect
 
-// registry lists no collectors outside Linux yet: the Linux collectors read
-// files that other systems do not have.
-//
-// TODO: Windows collectors (installed programs from the registry, local
-// accounts, services from the service control manager, os facts).
+// registry lists no collectors on systems other than Linux and Windows: the
+// collectors read files and interfaces those systems have.
 func registry() []registration { return nil }
+
+// serviceCollectorName is the collector reporting items of kind service.
+const serviceCollectorName = "systemd"

@@ -61,6 +61,17 @@ func (osCollector) Collect(ctx context.Context, h HostFS) ([]*commonv1.Item, err
 	// stay empty rather than failing the host's facts.
 	facts.VirtualizationSystem, facts.VirtualizationRole, _ = host.VirtualizationWithContext(gctx)
 
+	// Windows has no os-release: its edition and build come from gopsutil,
+	// and its machine id is the MachineGuid gopsutil reads.
+	if runtime.GOOS == "windows" {
+		if name, family, version, err := host.PlatformInformationWithContext(gctx); err == nil {
+			facts.Platform, facts.PrettyName, facts.PlatformFamily, facts.PlatformVersion = "windows", name, family, version
+		}
+		if id, err := host.HostIDWithContext(gctx); err == nil && facts.MachineId == "" {
+			facts.MachineId = id
+		}
+	}
+
 	pf := readPlatform(h)
 	facts.CloudProvider, facts.ProductName, facts.SysVendor, facts.Kubernetes = pf.cloudProvider, pf.productName, pf.sysVendor, pf.kubernetes
 

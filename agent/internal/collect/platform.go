@@ -6,9 +6,6 @@ import (
 	"strings"
 )
 
-// dmiDir is where Linux exposes the firmware's DMI (SMBIOS) strings.
-const dmiDir = "/sys/class/dmi/id"
-
 // dmiInfo holds the DMI strings the platform is told from. All of them are
 // world-readable, unlike the serial numbers and UUIDs beside them.
 type dmiInfo struct {
@@ -32,23 +29,7 @@ type platformFacts struct {
 // Kubernetes node files under the root. Everything is best effort: a
 // missing file only makes the answer "unknown".
 func readPlatform(h HostFS) platformFacts {
-	read := func(name string) string {
-		b, err := h.readFileLimit(dmiDir+"/"+name, 256)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSpace(strings.ToValidUTF8(string(b), ""))
-	}
-	d := dmiInfo{
-		sysVendor:       read("sys_vendor"),
-		productName:     read("product_name"),
-		productVersion:  read("product_version"),
-		biosVendor:      read("bios_vendor"),
-		biosVersion:     read("bios_version"),
-		boardVendor:     read("board_vendor"),
-		chassisAssetTag: read("chassis_asset_tag"),
-	}
-	_, haveDMI, _ := h.chase(dmiDir, true, true)
+	d, haveDMI := readDMI(h)
 	hypervisor, _, _ := readHostFile(h, "/proc/cpuinfo", cpuinfoHypervisor)
 	if _, xen, _ := h.chase("/sys/hypervisor/type", true, true); xen {
 		hypervisor = true

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/quantumlayer/qinfra/pkg/inventory"
 	"gopkg.in/yaml.v3"
 )
 
@@ -45,6 +48,63 @@ type Config struct {
 	MaxMessageSize int `yaml:"max_message_size"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// Plugins are out-of-process collectors (plugins/collector) run with
+	// every scan, after the built-in ones.
+	Plugins []Plugin `yaml:"plugins"`
+}
+
+// Plugin configures one collector plugin.
+type Plugin struct {
+	// Path is the absolute path of the plugin's executable. It runs as the
+	// agent does: it must be as trusted, and as well protected, as the agent.
+	Path string `yaml:"path"`
+	// Name is the plugin's name, which it must report as its own and which
+	// prefixes its items' keys; empty means the file name of Path without
+	// ".exe".
+	Name string `yaml:"name"`
+	// Timeout bounds one collection: starting the plugin, asking it and
+	// stopping it. A plugin still running then is killed. Zero means
+	// DefaultPluginTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// DefaultPluginTimeout is the default of Plugin.Timeout.
+const DefaultPluginTimeout = 10 * time.Second
+
+// PluginName returns the plugin's name: Name, or the file name of Path.
+func (p Plugin) PluginName() string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strings.TrimSuffix(filepath.Base(p.Path), ".exe")
+}
+
+// PluginTimeout returns the plugin's timeout with the default applied.
+func (p Plugin) PluginTimeout() time.Duration {
+	if p.Timeout == 0 {
+		return DefaultPluginTimeout
+	}
+	return p.Timeout
+}
+
+// validatePlugins reports the first plugin setting that cannot work.
+func validatePlugins(plugins []Plugin) error {
+	seen := map[string]bool{}
+	for i, p := range plugins {
+		name := p.PluginName()
+		switch {
+		case !filepath.IsAbs(p.Path):
+			return fmt.Errorf("plugins[%d]: path %q is not absolute", i, p.Path)
+		case !inventory.ValidExtensionName(name):
+			return fmt.Errorf("plugins[%d]: name %q is not lower-case letters, digits, '-' and '_' (set name)", i, name)
+		case seen[name]:
+			return fmt.Errorf("plugins[%d]: a second plugin named %q", i, name)
+		case p.Timeout < 0:
+			return fmt.Errorf("plugins[%d]: timeout %s is negative", i, p.Timeout)
+		}
+		seen[name] = true
+	}
+	return nil
 }
 
 // Default returns the built-in configuration.
@@ -96,5 +156,5 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log_level %q is not one of debug, info, warn, error", c.LogLevel)
 	}
-	return nil
+	return validatePlugins(c.Plugins)
 }

@@ -64,3 +64,44 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestPlugins(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	yml := "plugins:\n  - path: /usr/lib/qinfra/plugins/sysctl\n    timeout: 3s\n  - path: /opt/x/Check.exe\n    name: check\n"
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := c.Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Plugins) != 2 || c.Plugins[0].PluginName() != "sysctl" || c.Plugins[0].PluginTimeout() != 3*time.Second ||
+		c.Plugins[1].PluginName() != "check" || c.Plugins[1].PluginTimeout() != DefaultPluginTimeout {
+		t.Fatalf("plugins %+v", c.Plugins)
+	}
+
+	// Unknown keys inside a plugin are refused too.
+	if err := os.WriteFile(p, []byte("plugins:\n  - path: /x\n    timout: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c = Default()
+	if err := c.Load(p); err == nil || !strings.Contains(err.Error(), "timout") {
+		t.Errorf("unknown plugin key: %v", err)
+	}
+
+	for name, plugins := range map[string][]Plugin{
+		"relative path": {{Path: "plugins/sysctl"}},
+		"bad name":      {{Path: "/opt/My Plugin"}},
+		"duplicate":     {{Path: "/a/sysctl"}, {Path: "/b/sysctl"}},
+		"negative":      {{Path: "/a/sysctl", Timeout: -time.Second}},
+	} {
+		c := Default()
+		c.Plugins = plugins
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}

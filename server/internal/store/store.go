@@ -36,6 +36,10 @@ type Store interface {
 	Commands
 	Audit
 	Retention
+	Baselines
+	DriftStore
+	Advisories
+	Mutes
 	// Close releases the backend.
 	Close() error
 }
@@ -72,7 +76,8 @@ type Hosts interface {
 	// ListHosts returns all hosts ordered by ID.
 	ListHosts(ctx context.Context) ([]*Host, error)
 	// UpdateHost reads, modifies and writes a host atomically; fn's error
-	// aborts the update and is returned.
+	// aborts the update and is returned. fn may be called more than once
+	// (a backend may retry or group-commit), so it must only change h.
 	UpdateHost(ctx context.Context, id string, fn func(*Host) error) error
 }
 

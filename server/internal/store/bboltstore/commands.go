@@ -231,7 +231,7 @@ func (s *Store) ApplyCommandResult(ctx context.Context, u *store.CommandResultUp
 	}
 	var outcome store.Outcome
 	var notFound bool
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		outcome, notFound = 0, false
 		st, newScope, err := consumeSeq(tx, u.HostID, u.SpoolID, u.Seq)
 		if err != nil {

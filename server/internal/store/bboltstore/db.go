@@ -423,6 +423,25 @@ func (s *Store) update(ctx context.Context, fn func(*bolt.Tx) error) (err error)
 	})
 }
 
+// batch is update for the hot paths (inventories, command results, host
+// touches): concurrent calls from many agent streams share one transaction
+// and one fsync (bbolt's group commit), which turns a per-message disk
+// flush into a per-batch one. fn may run more than once — bbolt re-runs a
+// failed call on its own — so it must only change the transaction and
+// variables it assigns afresh.
+func (s *Store) batch(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	defer s.recoverCorrupt(&err)
+	return s.db.Batch(func(tx *bolt.Tx) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // view runs fn in a read-only transaction, unless ctx is done.
 func (s *Store) view(ctx context.Context, fn func(*bolt.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {

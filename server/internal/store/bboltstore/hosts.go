@@ -159,9 +159,10 @@ func (e fnError) Error() string { return e.err.Error() }
 
 // UpdateHost reads the host, calls fn on it and writes it back, in one
 // transaction. fn's error aborts the update and is returned as is; fn must
-// not change the host's ID.
+// not change the host's ID. Calls are group-committed (see batch), so fn
+// may run more than once and must only change the host it is given.
 func (s *Store) UpdateHost(ctx context.Context, id string, fn func(*store.Host) error) error {
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		h, err := getHost(tx, id)
 		if err != nil {
 			return err

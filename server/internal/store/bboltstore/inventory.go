@@ -170,7 +170,7 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 		return 0, fmt.Errorf("apply inventory seq %d for host %s: %w", u.Seq, u.HostID, err)
 	}
 	var outcome store.Outcome
-	err = s.update(ctx, func(tx *bolt.Tx) error {
+	err = s.batch(ctx, func(tx *bolt.Tx) error {
 		st, newScope, err := consumeSeq(tx, u.HostID, u.SpoolID, u.Seq)
 		if err != nil {
 			return err

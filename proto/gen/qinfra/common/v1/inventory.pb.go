@@ -28,10 +28,11 @@ const (
 type Item struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// kind is one of "package", "file", "user", "group", "service", "os",
-	// "port", "process".
+	// "port", "process", "ext" (reported by a plugin).
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// key is unique within a kind, e.g. "dpkg:openssl:amd64", "/etc/passwd",
-	// "root", "ssh.service", "host", "tcp/0.0.0.0:22", "/usr/sbin/sshd".
+	// "root", "ssh.service", "host", "tcp/0.0.0.0:22", "/usr/sbin/sshd",
+	// "sysctl:sysctl:net.ipv4.ip_forward".
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// hash is the SHA-256 of the body (32 bytes).
 	Hash []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
@@ -45,6 +46,7 @@ type Item struct {
 	//	*Item_Os
 	//	*Item_Port
 	//	*Item_Process
+	//	*Item_Extension
 	Body          isItem_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -180,6 +182,15 @@ func (x *Item) GetProcess() *Process {
 	return nil
 }
 
+func (x *Item) GetExtension() *Extension {
+	if x != nil {
+		if x, ok := x.Body.(*Item_Extension); ok {
+			return x.Extension
+		}
+	}
+	return nil
+}
+
 type isItem_Body interface {
 	isItem_Body()
 }
@@ -216,6 +227,10 @@ type Item_Process struct {
 	Process *Process `protobuf:"bytes,17,opt,name=process,proto3,oneof"`
 }
 
+type Item_Extension struct {
+	Extension *Extension `protobuf:"bytes,18,opt,name=extension,proto3,oneof"`
+}
+
 func (*Item_Package) isItem_Body() {}
 
 func (*Item_File) isItem_Body() {}
@@ -231,6 +246,8 @@ func (*Item_Os) isItem_Body() {}
 func (*Item_Port) isItem_Body() {}
 
 func (*Item_Process) isItem_Body() {}
+
+func (*Item_Extension) isItem_Body() {}
 
 // ItemRef names an item without its body, e.g. a removal in a delta.
 type ItemRef struct {
@@ -1172,11 +1189,84 @@ func (x *Process) GetCount() uint32 {
 	return 0
 }
 
+// Extension is an item a plugin reports, of a kind of its own. Its item key
+// is "<plugin>:<kind>:<key>".
+type Extension struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plugin is the name of the plugin that reports it.
+	Plugin string `protobuf:"bytes,1,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// kind is the plugin's own kind of item, e.g. "sysctl".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// key identifies the item among the plugin's items of its kind.
+	Key           string            `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Attributes    map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Extension) Reset() {
+	*x = Extension{}
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Extension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Extension) ProtoMessage() {}
+
+func (x *Extension) ProtoReflect() protoreflect.Message {
+	mi := &file_qinfra_common_v1_inventory_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Extension.ProtoReflect.Descriptor instead.
+func (*Extension) Descriptor() ([]byte, []int) {
+	return file_qinfra_common_v1_inventory_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Extension) GetPlugin() string {
+	if x != nil {
+		return x.Plugin
+	}
+	return ""
+}
+
+func (x *Extension) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *Extension) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Extension) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
 var File_qinfra_common_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	" qinfra/common/v1/inventory.proto\x12\x10qinfra.common.v1\"\xde\x03\n" +
+	" qinfra/common/v1/inventory.proto\x12\x10qinfra.common.v1\"\x9b\x04\n" +
 	"\x04Item\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
@@ -1189,7 +1279,8 @@ const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\aservice\x18\x0e \x01(\v2\x19.qinfra.common.v1.ServiceH\x00R\aservice\x12+\n" +
 	"\x02os\x18\x0f \x01(\v2\x19.qinfra.common.v1.OSFactsH\x00R\x02os\x125\n" +
 	"\x04port\x18\x10 \x01(\v2\x1f.qinfra.common.v1.ListeningPortH\x00R\x04port\x125\n" +
-	"\aprocess\x18\x11 \x01(\v2\x19.qinfra.common.v1.ProcessH\x00R\aprocessB\x06\n" +
+	"\aprocess\x18\x11 \x01(\v2\x19.qinfra.common.v1.ProcessH\x00R\aprocess\x12;\n" +
+	"\textension\x18\x12 \x01(\v2\x1b.qinfra.common.v1.ExtensionH\x00R\textensionB\x06\n" +
 	"\x04body\"/\n" +
 	"\aItemRef\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
@@ -1280,7 +1371,17 @@ const file_qinfra_common_v1_inventory_proto_rawDesc = "" +
 	"\x03exe\x18\x01 \x01(\tR\x03exe\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
 	"\x05users\x18\x03 \x03(\tR\x05users\x12\x14\n" +
-	"\x05count\x18\x04 \x01(\rR\x05countBDZBgithub.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1;commonv1b\x06proto3"
+	"\x05count\x18\x04 \x01(\rR\x05count\"\xd5\x01\n" +
+	"\tExtension\x12\x16\n" +
+	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12K\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2+.qinfra.common.v1.Extension.AttributesEntryR\n" +
+	"attributes\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01BDZBgithub.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1;commonv1b\x06proto3"
 
 var (
 	file_qinfra_common_v1_inventory_proto_rawDescOnce sync.Once
@@ -1294,7 +1395,7 @@ func file_qinfra_common_v1_inventory_proto_rawDescGZIP() []byte {
 	return file_qinfra_common_v1_inventory_proto_rawDescData
 }
 
-var file_qinfra_common_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_qinfra_common_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_qinfra_common_v1_inventory_proto_goTypes = []any{
 	(*Item)(nil),          // 0: qinfra.common.v1.Item
 	(*ItemRef)(nil),       // 1: qinfra.common.v1.ItemRef
@@ -1306,21 +1407,25 @@ var file_qinfra_common_v1_inventory_proto_goTypes = []any{
 	(*OSFacts)(nil),       // 7: qinfra.common.v1.OSFacts
 	(*ListeningPort)(nil), // 8: qinfra.common.v1.ListeningPort
 	(*Process)(nil),       // 9: qinfra.common.v1.Process
+	(*Extension)(nil),     // 10: qinfra.common.v1.Extension
+	nil,                   // 11: qinfra.common.v1.Extension.AttributesEntry
 }
 var file_qinfra_common_v1_inventory_proto_depIdxs = []int32{
-	2, // 0: qinfra.common.v1.Item.package:type_name -> qinfra.common.v1.Package
-	3, // 1: qinfra.common.v1.Item.file:type_name -> qinfra.common.v1.File
-	4, // 2: qinfra.common.v1.Item.user:type_name -> qinfra.common.v1.User
-	5, // 3: qinfra.common.v1.Item.group:type_name -> qinfra.common.v1.Group
-	6, // 4: qinfra.common.v1.Item.service:type_name -> qinfra.common.v1.Service
-	7, // 5: qinfra.common.v1.Item.os:type_name -> qinfra.common.v1.OSFacts
-	8, // 6: qinfra.common.v1.Item.port:type_name -> qinfra.common.v1.ListeningPort
-	9, // 7: qinfra.common.v1.Item.process:type_name -> qinfra.common.v1.Process
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	2,  // 0: qinfra.common.v1.Item.package:type_name -> qinfra.common.v1.Package
+	3,  // 1: qinfra.common.v1.Item.file:type_name -> qinfra.common.v1.File
+	4,  // 2: qinfra.common.v1.Item.user:type_name -> qinfra.common.v1.User
+	5,  // 3: qinfra.common.v1.Item.group:type_name -> qinfra.common.v1.Group
+	6,  // 4: qinfra.common.v1.Item.service:type_name -> qinfra.common.v1.Service
+	7,  // 5: qinfra.common.v1.Item.os:type_name -> qinfra.common.v1.OSFacts
+	8,  // 6: qinfra.common.v1.Item.port:type_name -> qinfra.common.v1.ListeningPort
+	9,  // 7: qinfra.common.v1.Item.process:type_name -> qinfra.common.v1.Process
+	10, // 8: qinfra.common.v1.Item.extension:type_name -> qinfra.common.v1.Extension
+	11, // 9: qinfra.common.v1.Extension.attributes:type_name -> qinfra.common.v1.Extension.AttributesEntry
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_qinfra_common_v1_inventory_proto_init() }
@@ -1337,6 +1442,7 @@ func file_qinfra_common_v1_inventory_proto_init() {
 		(*Item_Os)(nil),
 		(*Item_Port)(nil),
 		(*Item_Process)(nil),
+		(*Item_Extension)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1344,7 +1450,7 @@ func file_qinfra_common_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_qinfra_common_v1_inventory_proto_rawDesc), len(file_qinfra_common_v1_inventory_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
