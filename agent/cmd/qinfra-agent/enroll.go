@@ -78,7 +78,13 @@ func readServers(stateDir string) []string {
 
 // osFacts collects only the OS facts, for enrollment.
 func osFacts(ctx context.Context, root string) *commonv1.OSFacts {
-	set := collect.New(collect.Config{Root: root, Disabled: []string{"dpkg", "rpm", "users", "groups", "systemd", "files"}})
+	var others []string
+	for _, n := range collect.New(collect.Config{Root: root}).Names() {
+		if n != "os" {
+			others = append(others, n)
+		}
+	}
+	set := collect.New(collect.Config{Root: root, Disabled: others})
 	items, _ := set.Collect(ctx)
 	for _, it := range items {
 		if f := it.GetOs(); f != nil {

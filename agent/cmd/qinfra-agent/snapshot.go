@@ -29,6 +29,7 @@ func cmdSnapshot(args []string, stdout, stderr io.Writer) error {
 		Root:       cfg.HostRoot,
 		WatchPaths: cfg.WatchPaths,
 		Disabled:   cfg.DisabledCollectors,
+		Plugins:    cfg.Plugins,
 	}).Collect(ctx)
 	if err != nil {
 		// Print what was collected, then fail: a partial snapshot is still
