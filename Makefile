@@ -24,14 +24,14 @@ all: build
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qinfra-agent ./agent/cmd/qinfra-agent
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qinfra-server ./server/cmd/qinfra-server
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/qinfractl ./cmd/qinfractl
+	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/qinfra-agent ./agent/cmd/qinfra-agent
+	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/qinfra-server ./server/cmd/qinfra-server
+	CGO_ENABLED=0 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/qinfractl ./cmd/qinfractl
 
 cross: build
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-amd64/qinfra-agent ./agent/cmd/qinfra-agent
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-arm64/qinfra-agent ./agent/cmd/qinfra-agent
-	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/windows-amd64/qinfra-agent.exe ./agent/cmd/qinfra-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/linux-amd64/qinfra-agent ./agent/cmd/qinfra-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/linux-arm64/qinfra-agent ./agent/cmd/qinfra-agent
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -tags grpcnotrace -ldflags '$(LDFLAGS)' -o bin/windows-amd64/qinfra-agent.exe ./agent/cmd/qinfra-agent
 
 $(BIN)/buf:
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

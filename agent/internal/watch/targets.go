@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -106,8 +107,13 @@ type target struct {
 
 func (t *target) skips(name string) bool { return t.skip != nil && t.skip(name) }
 
-// targets returns what to watch for the enabled collectors.
+// targets returns what to watch for the enabled collectors. Only the Linux
+// collectors read files; those of Windows ask the running system, so there
+// is nothing to watch for them.
 func targets(watchPaths, collectors []string) []*target {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
 	var ts []*target
 	add := func(src sources, inside bool, skip func(string) bool, paths ...string) {
 		for _, p := range paths {

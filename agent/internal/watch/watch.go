@@ -25,6 +25,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -76,6 +77,9 @@ type Watcher struct {
 	// Owned by the goroutine in Run.
 	b         backend
 	interests map[string][]interest
+	// watched holds what each watched directory was when its watch was
+	// added.
+	watched map[string]fs.FileInfo
 }
 
 // New returns a Watcher for cfg. It touches nothing until Run.
@@ -89,6 +93,7 @@ func New(cfg Config) *Watcher {
 		newBackend: newFSNotify,
 		changes:    make(chan []string),
 		ready:      make(chan struct{}),
+		watched:    map[string]fs.FileInfo{},
 	}
 	for _, t := range w.targets {
 		w.all |= t.src
@@ -149,7 +154,7 @@ func (w *Watcher) Run(ctx context.Context) {
 		return
 	}
 	w.setReady.Do(func() { close(w.ready) })
-	w.log.Debug("watching", "dirs", len(w.interests), "root", w.root)
+	w.log.Info("watching for live changes", "dirs", len(w.interests), "root", w.root)
 	w.loop(ctx)
 }
 
@@ -272,9 +277,16 @@ func (w *Watcher) sync() error {
 		have[p] = true
 	}
 	for p := range have {
-		if _, ok := want[p]; !ok {
+		_, wanted := want[p]
+		now, err := os.Stat(p)
+		// A directory replaced since it was watched (removed while a
+		// process kept it open, so its watch outlived it) is watched
+		// again under its path.
+		if replaced := err != nil || w.watched[p] == nil || !os.SameFile(w.watched[p], now); !wanted || replaced {
 			// The watch may be gone already with its directory.
 			_ = w.b.Remove(p)
+			delete(have, p)
+			delete(w.watched, p)
 		}
 	}
 	dirs := make([]string, 0, len(want))
@@ -285,13 +297,18 @@ func (w *Watcher) sync() error {
 	}
 	slices.Sort(dirs)
 	for _, p := range dirs {
-		if err := w.b.Add(p); err != nil {
+		fi, err := os.Stat(p)
+		if err == nil {
+			err = w.b.Add(p)
+		}
+		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 				delete(want, p)
 				continue
 			}
 			return err
 		}
+		w.watched[p] = fi
 	}
 	w.interests = want
 	return nil

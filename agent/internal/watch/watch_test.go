@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +24,9 @@ type hostRoot struct {
 }
 
 func newHostRoot(t *testing.T) *hostRoot {
+	if runtime.GOOS != "linux" {
+		t.Skip("only the Linux collectors read files to watch")
+	}
 	r := &hostRoot{t: t, dir: t.TempDir()}
 	r.write("etc/app/main.conf", "a")
 	r.write("etc/passwd", "root:x:0:0::/root:/bin/sh\n")
@@ -215,6 +219,25 @@ func TestDirectoryReplaced(t *testing.T) {
 	r.write("etc/app.old/main.conf", "old")
 	rw.expectNone()
 	r.write("etc/app/main.conf", "newer")
+	rw.expect("files")
+}
+
+func TestDirectoryRemovedWhileOpenAndCreatedAgain(t *testing.T) {
+	r := newHostRoot(t)
+	rw := start(t, config(r, "files"), nil)
+	// A process holding the directory open keeps its inode, and the
+	// watch on it, alive after the removal.
+	d, err := os.Open(r.path("etc/app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := os.RemoveAll(r.path("etc/app")); err != nil {
+		t.Fatal(err)
+	}
+	r.write("etc/app/main.conf", "again")
+	rw.expect("files")
+	r.write("etc/app/main.conf", "and again")
 	rw.expect("files")
 }
 
