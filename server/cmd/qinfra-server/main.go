@@ -131,6 +131,8 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit log is kept (0: forever; SOX asks seven years, 61320h)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tokenFile := fs.String("admin-token-file", "", "on first start, also write the admin token to this file (mode 0600)")
+	// Hidden: profiling for benchmarks, loopback only (see pprof.go).
+	pprofAddr := fs.String("pprof-addr", "", "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -143,6 +145,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *pprofAddr != "" {
+		if err := servePprof(ctx, *pprofAddr, cfg.Logger); err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
+		}
+	}
 	if !app.Initialized(cfg.DataDir) {
 		r, err := app.Init(ctx, cfg)
 		if err != nil {

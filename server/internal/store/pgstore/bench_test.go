@@ -6,9 +6,11 @@ package pgstore
 //	go test -run='^$' -bench=. ./server/internal/store/pgstore/ ./server/internal/store/bboltstore/
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -189,9 +191,10 @@ func BenchmarkWriteFull(b *testing.B) {
 		name  string
 		write func(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error
 	}{
-		{"unnest", writeFullUnnest},
+		{"copy-missing", writeFullStore},
 		{"unnest-missing", writeFullUnnestMissing},
 		{"copy", writeFullCopy},
+		{"unnest", writeFullUnnest},
 		{"batch", writeFullBatch},
 	} {
 		b.Run(m.name, func(b *testing.B) {
@@ -219,9 +222,9 @@ func BenchmarkWriteFull(b *testing.B) {
 	}
 }
 
-// writeFullUnnest is what ApplyInventory does: one statement each for
-// bodies and rows, with the columns as arrays, sent in one batch.
-func writeFullUnnest(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+// writeFullStore is what ApplyInventory does: ask which bodies are
+// missing, COPY the rows, and send the missing bodies as arrays.
+func writeFullStore(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
 	w := &pgx.Batch{}
 	if err := writeBodies(ctx, tx, w, items); err != nil {
 		return err
@@ -232,9 +235,41 @@ func writeFullUnnest(ctx context.Context, tx pgx.Tx, hkey int64, items []pending
 	return tx.SendBatch(ctx, w).Close()
 }
 
-// writeFullUnnestMissing first asks which bodies are missing and sends
-// only those.
-func writeFullUnnestMissing(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+// queueUnnest queues the bodies and rows as one INSERT each, with the
+// columns as arrays.
+func queueUnnest(w *pgx.Batch, hkey int64, bodies, rows []pendingItem) {
+	if len(bodies) > 0 {
+		hashes := make([][]byte, len(bodies))
+		data := make([][]byte, len(bodies))
+		for i, p := range bodies {
+			hashes[i], data[i] = p.bodyHash, p.body
+		}
+		w.Queue(`INSERT INTO items (body_hash, body)
+			SELECT * FROM unnest($1::bytea[], $2::bytea[]) AS t(h, b) ORDER BY h
+			ON CONFLICT DO NOTHING`, hashes, data)
+	}
+	kinds, keys, hashes := itemColumns(rows)
+	w.Queue(`INSERT INTO host_items (hkey, kind, key, body_hash)
+		SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::bytea[])`, hkey, kinds, keys, hashes)
+}
+
+// writeFullUnnest sends every body and row as arrays, in one batch.
+func writeFullUnnest(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	w := &pgx.Batch{}
+	queueUnnest(w, hkey, sortedBodies(items), items)
+	return tx.SendBatch(ctx, w).Close()
+}
+
+// sortedBodies returns items in body hash order, as writeBodies sends
+// them.
+func sortedBodies(items []pendingItem) []pendingItem {
+	items = slices.Clone(items)
+	slices.SortFunc(items, func(a, b pendingItem) int { return bytes.Compare(a.bodyHash, b.bodyHash) })
+	return items
+}
+
+// missingBodies returns the items whose bodies are not stored.
+func missingBodies(ctx context.Context, tx pgx.Tx, items []pendingItem) ([]pendingItem, error) {
 	hashes := make([][]byte, len(items))
 	for i, p := range items {
 		hashes[i] = p.bodyHash
@@ -242,11 +277,11 @@ func writeFullUnnestMissing(ctx context.Context, tx pgx.Tx, hkey int64, items []
 	rows, err := tx.Query(ctx, `SELECT h FROM unnest($1::bytea[]) AS t(h)
 		WHERE NOT EXISTS (SELECT 1 FROM items WHERE body_hash = t.h)`, hashes)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	missing, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := map[string]bool{}
 	for _, h := range missing {
@@ -258,13 +293,18 @@ func writeFullUnnestMissing(ctx context.Context, tx pgx.Tx, hkey int64, items []
 			send = append(send, p)
 		}
 	}
+	return send, nil
+}
+
+// writeFullUnnestMissing first asks which bodies are missing and sends
+// only those, with the rows, as arrays.
+func writeFullUnnestMissing(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingItem) error {
+	send, err := missingBodies(ctx, tx, items)
+	if err != nil {
+		return err
+	}
 	w := &pgx.Batch{}
-	if err := writeBodies(ctx, tx, w, send); err != nil {
-		return err
-	}
-	if err := insertHostItems(ctx, tx, w, hkey, items); err != nil {
-		return err
-	}
+	queueUnnest(w, hkey, sortedBodies(send), items)
 	return tx.SendBatch(ctx, w).Close()
 }
 

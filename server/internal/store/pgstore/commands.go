@@ -177,10 +177,30 @@ func (s *Store) ApplyCommandResult(ctx context.Context, u *store.CommandResultUp
 	if finished.IsZero() {
 		finished = u.ReceivedAt
 	}
+	// The command's row is locked and read in the stream lock's round
+	// trip, if it is the host's: another host's command is not even locked.
+	var state string
+	var found bool
+	read := &lockedRead{
+		sql: `SELECT state FROM commands
+			WHERE id = $1 AND hkey = (SELECT hkey FROM hosts WHERE id = $2) FOR UPDATE`,
+		args: []any{u.CommandID, u.HostID},
+		scan: func(rows pgx.Rows) error {
+			found = false
+			_, err := pgx.ForEachRow(rows, []any{&state}, func() error {
+				found = true
+				return nil
+			})
+			return err
+		},
+	}
+	if !textOK(u.CommandID) {
+		read = nil // names no command
+	}
 	var outcome store.Outcome
 	var unknown bool
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		st, err := s.lockStream(ctx, tx, u.HostID, false)
+		st, err := s.lockStream(ctx, tx, u.HostID, false, read)
 		if err != nil {
 			return err
 		}
@@ -195,17 +215,10 @@ func (s *Store) ApplyCommandResult(ctx context.Context, u *store.CommandResultUp
 		}
 		b := &pgx.Batch{}
 		queueSaveStream(b, &st)
-		var state string
-		var hkey int64
-		err = store.ErrNotFound
-		if textOK(u.CommandID) {
-			err = tx.QueryRow(ctx, `SELECT hkey, state FROM commands WHERE id = $1 FOR UPDATE`, u.CommandID).Scan(&hkey, &state)
-		}
 		switch {
-		case errors.Is(err, pgx.ErrNoRows) || errors.Is(err, store.ErrNotFound) || (err == nil && hkey != st.hkey):
+		case !found:
+			// The seq is consumed, nothing else changes.
 			unknown = true
-		case err != nil:
-			return err
 		case store.CommandFinished(state):
 			outcome = store.Duplicate
 		default:

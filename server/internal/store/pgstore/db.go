@@ -35,12 +35,17 @@
 // # Inventory
 //
 // Hosts built from the same image hold the same items: each distinct item
-// (its deterministic protobuf encoding) is stored once in items, keyed by
-// its SHA-256 computed by the server, and each host's set is a table of
-// thin rows (host, kind, key, body hash). The stream row keeps the host's
-// inventory.Accumulator, so a delta is checked against the agent's set hash
-// reading only the items it touches. Unreferenced bodies are deleted by
-// PruneHistory, not on every update: an update only ever inserts bodies.
+// body (its deterministic protobuf encoding without kind and key) is
+// stored once in items, keyed by its SHA-256 computed by the server (an
+// agent cannot make another host's item resolve to a body it chose), and
+// each host's set is a table of thin rows (host, kind, key, body hash).
+// The stream row keeps the host's inventory.Accumulator, so a delta is
+// checked against the agent's set hash reading only the items it touches;
+// a full inventory is compared with the stored set and only the
+// difference is written. The item changes of the history reference bodies
+// too. Unreferenced bodies are deleted by PruneHistory, not on every
+// update: an update only ever inserts bodies, and bodies lose their last
+// reference when the history that names them is pruned.
 //
 // # Durability
 //
@@ -125,7 +130,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	logger = logger.With("component", "pgstore")
 	pool, err := newPool(ctx, dsn, opts.MaxConns)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{pool: pool, logger: logger}
 	if err := s.init(ctx, opts); err != nil {
@@ -142,18 +147,21 @@ func newPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, er
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors do not repeat the password.
-		return nil, fmt.Errorf("open store: parse PostgreSQL DSN: %w", err)
+		return nil, fmt.Errorf("parse PostgreSQL DSN: %w", err)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "qinfra-server"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("open store: connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	return pool, nil
 }
@@ -223,7 +231,10 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	tx, err := s.pool.Begin(ctx)
+	// READ COMMITTED whatever the server's default: the store's
+	// correctness rests on its explicit locks, and it does not retry
+	// serialization failures.
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
 		return err
 	}

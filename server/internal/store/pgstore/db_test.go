@@ -185,3 +185,23 @@ func TestSynchronousCommitOff(t *testing.T) {
 	}
 	openDSN(t, dsn, Options{})
 }
+
+// TestPoolConfig: pool settings come from the DSN, MaxConns overrides
+// pool_max_conns.
+func TestPoolConfig(t *testing.T) {
+	dsn, err := pgtest.WithParam(pgtest.DSN(t), "pool_max_conns", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := openDSN(t, dsn, Options{}).pool.Config().MaxConns; got != 3 {
+		t.Fatalf("MaxConns with pool_max_conns=3 = %d", got)
+	}
+	if got := openDSN(t, dsn, Options{MaxConns: 7}).pool.Config().MaxConns; got != 7 {
+		t.Fatalf("MaxConns with Options.MaxConns 7 = %d", got)
+	}
+	var app string
+	s := openDSN(t, dsn, Options{})
+	if err := s.pool.QueryRow(context.Background(), `SELECT current_setting('application_name')`).Scan(&app); err != nil || app != "qinfra-server" {
+		t.Fatalf("application_name = %q, %v", app, err)
+	}
+}

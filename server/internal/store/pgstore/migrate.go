@@ -19,7 +19,7 @@ import (
 // SchemaVersion is the newest schema version this build knows: the number
 // of the last file in migrations/. Open and Migrate refuse a database
 // whose schema is newer.
-const SchemaVersion = 1
+const SchemaVersion = 3
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -72,7 +72,7 @@ func loadMigrations() ([]migration, error) {
 func Migrate(ctx context.Context, dsn string) (from, to int, err error) {
 	pool, err := newPool(ctx, dsn, 1)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, fmt.Errorf("migrate: %w", err)
 	}
 	defer pool.Close()
 	from, to, err = migrate(ctx, pool, slog.New(slog.DiscardHandler))

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -48,15 +49,26 @@ func inCI() bool {
 	return err == nil && ci
 }
 
+// down remembers, per DSN, why the test server did not answer, so the
+// tests after the first skip (or fail) at once rather than each waiting
+// for a timeout.
+var down sync.Map
+
 // Connect connects to the test server, skipping t when it does not answer
 // (failing it under CI=true).
 func Connect(t testing.TB) *pgx.Conn {
 	t.Helper()
+	dsn := ServerDSN()
+	if why, ok := down.Load(dsn); ok {
+		Unavailable(t, why.(string))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, ServerDSN())
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		Unavailable(t, fmt.Sprintf("no PostgreSQL at %s: %v", redact(ServerDSN()), err))
+		why := fmt.Sprintf("no PostgreSQL at %s: %v", redact(dsn), err)
+		down.Store(dsn, why)
+		Unavailable(t, why)
 	}
 	return conn
 }
