@@ -55,6 +55,10 @@ var nouns = []noun{
 	{"host", "show, inspect, revoke or label one host (host get|inventory|revoke|label)", runHost},
 	{"token", "create or list enrollment tokens (token create|list)", runToken},
 	{"audit", "read the audit log", runAudit},
+	{"baseline", "apply, capture, list, show or delete golden baselines (baseline apply|capture|list|get|delete)", runBaseline},
+	{"drift", "fleet drift summary, a host's drift, detect, accept (drift [summary]|host|detect|accept)", runDrift},
+	{"vulns", "list vulnerabilities, a host's findings; mute them (vulns [--host ID]|mute|unmute|mutes)", runVulns},
+	{"vulndb", "import OSV advisories or show the database (vulndb import PATH|status)", runVulnDB},
 	{"version", "print the version", runVersion},
 }
 

@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/quantumlayer/qinfra/server/internal/drift"
 	"github.com/quantumlayer/qinfra/server/internal/store"
+	"github.com/quantumlayer/qinfra/server/internal/vulnsvc"
 )
 
 // Live is the view of connected agents the API needs. The gRPC ingest layer
@@ -67,6 +69,12 @@ type Options struct {
 	// while it is sent ("" means the system temp dir).
 	Backup    func(w io.Writer) (int64, error)
 	BackupDir string
+	// Vulns answers the vulnerability endpoints; nil means a service of
+	// its own on Store.
+	Vulns *vulnsvc.Service
+	// Drift re-checks hosts when baselines or labels change; nil means an
+	// engine of its own on Store.
+	Drift *drift.Engine
 }
 
 // Limits applied to request input.
@@ -92,6 +100,8 @@ type server struct {
 	peerLiveness  time.Duration
 	backup        func(w io.Writer) (int64, error)
 	backupDir     string
+	vulns         *vulnsvc.Service
+	drift         *drift.Engine
 }
 
 // New returns the API handler. It panics when opts.Store is nil, a
@@ -113,6 +123,11 @@ func New(opts Options) http.Handler {
 		peerLiveness:  opts.PeerLiveness,
 		backup:        opts.Backup,
 		backupDir:     opts.BackupDir,
+		vulns:         opts.Vulns,
+		drift:         opts.Drift,
+	}
+	if s.vulns == nil {
+		s.vulns = vulnsvc.New(opts.Store, vulnsvc.Options{Logger: opts.Logger, Now: opts.Now})
 	}
 	if s.live == nil {
 		s.live = noLive{}
@@ -126,6 +141,9 @@ func New(opts Options) http.Handler {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.drift == nil {
+		s.drift = drift.New(opts.Store, opts.Logger, opts.Now)
 	}
 	if s.enrollTTL <= 0 {
 		s.enrollTTL = defaultEnrollmentTTL
@@ -173,6 +191,24 @@ func (s *server) routes() []route {
 		{"GET", "/api/v1/commands/{id}", store.RoleViewer, s.handleGetCommand},
 		{"GET", "/api/v1/audit", store.RoleAdmin, s.handleListAudit},
 		{"POST", "/api/v1/admin/backup", store.RoleAdmin, s.handleBackup},
+		{"GET", "/api/v1/baselines", store.RoleViewer, s.handleListBaselines},
+		{"POST", "/api/v1/baselines", store.RoleOperator, s.handleApplyBaseline},
+		{"POST", "/api/v1/baselines/capture", store.RoleOperator, s.handleCaptureBaseline},
+		{"GET", "/api/v1/baselines/{name}", store.RoleViewer, s.handleGetBaseline},
+		{"DELETE", "/api/v1/baselines/{name}", store.RoleOperator, s.handleDeleteBaseline},
+		{"GET", "/api/v1/baselines/{name}/versions", store.RoleViewer, s.handleListBaselineVersions},
+		{"GET", "/api/v1/drift", store.RoleViewer, s.handleDriftSummary},
+		{"POST", "/api/v1/drift/detect", store.RoleOperator, s.handleDetectDrift},
+		{"POST", "/api/v1/drift/{id}/accept", store.RoleOperator, s.handleAcceptDrift},
+		{"GET", "/api/v1/hosts/{id}/drift", store.RoleViewer, s.handleHostDrift},
+		{"POST", "/api/v1/vulndb/import", store.RoleAdmin, s.handleImportVulnDB},
+		{"GET", "/api/v1/vulndb", store.RoleViewer, s.handleVulnDBState},
+		{"GET", "/api/v1/vulnerabilities", store.RoleViewer, s.handleListVulnerabilities},
+		{"GET", "/api/v1/hosts/{id}/vulnerabilities", store.RoleViewer, s.handleHostVulnerabilities},
+		{"GET", "/api/v1/hosts/{id}/scan", store.RoleViewer, s.handleHostScan},
+		{"POST", "/api/v1/vulnerabilities/mutes", store.RoleOperator, s.handleCreateMute},
+		{"GET", "/api/v1/vulnerabilities/mutes", store.RoleViewer, s.handleListMutes},
+		{"DELETE", "/api/v1/vulnerabilities/mutes/{id}", store.RoleOperator, s.handleDeleteMute},
 	}
 }
 

@@ -291,6 +291,10 @@ func (s *server) handleLabelHost(w http.ResponseWriter, r *http.Request) error {
 	if err := s.audit(r, "host.label", "host/"+id, map[string]any{"set": req.Set, "remove": remove}); err != nil {
 		return err
 	}
+	// Labels select baselines: the host's drift may have changed.
+	if _, err := s.drift.CheckHost(r.Context(), id); err != nil {
+		return fmt.Errorf("re-check drift of %s (labels applied): %w", id, err)
+	}
 	v, err := s.view(r, &updated)
 	if err != nil {
 		return err

@@ -22,8 +22,10 @@ import (
 	"github.com/quantumlayer/qinfra/server/internal/api"
 	"github.com/quantumlayer/qinfra/server/internal/auth"
 	"github.com/quantumlayer/qinfra/server/internal/cluster"
+	"github.com/quantumlayer/qinfra/server/internal/drift"
 	"github.com/quantumlayer/qinfra/server/internal/ingest"
 	"github.com/quantumlayer/qinfra/server/internal/store"
+	"github.com/quantumlayer/qinfra/server/internal/vulnsvc"
 	"google.golang.org/grpc"
 )
 
@@ -174,6 +176,7 @@ type Server struct {
 	bg      sync.WaitGroup
 	ca      *pki.CA
 	Ingest  *ingest.Service
+	drift   *drift.Engine
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
 	grpcLn  net.Listener
@@ -227,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	} else {
 		s.bus, s.leader = cluster.NewLocalBus(), cluster.LocalLeader{}
 	}
+	s.drift = drift.New(st, cfg.Logger, nil)
 	s.Ingest = ingest.New(ingest.Options{
 		Store:          st,
 		CA:             ca,
@@ -235,6 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		MaxMessageSize: cfg.MaxMessageSize,
 		ScanInterval:   cfg.ScanInterval,
 		Bus:            s.bus,
+		OnInventory:    s.drift.OnInventory,
 	})
 	s.grpcSrv = ingest.NewGRPCServer(s.Ingest, serverCert)
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -256,6 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:        cfg.Logger,
 		CAFingerprint: ca.Fingerprint(),
 		GRPCAddress:   advertise,
+		Drift:         s.drift,
 	}
 	if isPostgres(cfg.Store) {
 		// Agents heartbeat every 30 s by default.
@@ -266,6 +272,14 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}); ok {
 		apiOpts.Backup, apiOpts.BackupDir = b.Backup, cfg.DataDir
 	}
+	// The vulnerability index is loaded from the store in the background;
+	// a query before it is done waits for it (vulnsvc.Service.Sync).
+	apiOpts.Vulns = vulnsvc.New(st, vulnsvc.Options{Logger: cfg.Logger})
+	go func() {
+		if err := apiOpts.Vulns.Sync(context.Background()); err != nil {
+			cfg.Logger.Warn("load vulnerability database", "err", err)
+		}
+	}()
 	handler := api.New(apiOpts)
 	s.httpSrv = &http.Server{
 		Handler:           handler,

@@ -27,6 +27,7 @@ func (s *Server) maintainOnce(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("commands expired", "count", n)
 	}
+	s.expireDriftAcceptances(ctx)
 	if s.cfg.HistoryRetention > 0 {
 		if n, err := s.store.PruneHistory(ctx, now.Add(-s.cfg.HistoryRetention)); err != nil {
 			s.log.Error("prune history", "err", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/quantumlayer/qinfra/pkg/inventory"
 	"github.com/quantumlayer/qinfra/pkg/pki"
 	"github.com/quantumlayer/qinfra/server/internal/auth"
 	"github.com/quantumlayer/qinfra/server/internal/cluster"
@@ -64,6 +65,10 @@ type Options struct {
 	// means this replica only hears of its own (Disconnect, SendCommand).
 	Bus cluster.Bus
 	Now func() time.Time
+	// OnInventory, when set, is called after an inventory update was
+	// applied, with the refs it added, changed or removed (nil for a full
+	// inventory): drift evaluation hooks in here.
+	OnInventory func(ctx context.Context, hostID string, full bool, changed []inventory.Ref)
 }
 
 // Service is the AgentService implementation.
@@ -119,6 +124,12 @@ func NewGRPCServer(svc *Service, serverCert tls.Certificate) *grpc.Server {
 		grpc.MaxSendMsgSize(svc.opts.MaxMessageSize),
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.MaxConcurrentStreams(16),
+		// No bufio read buffer (32 KiB per connection by default): the TLS
+		// connection underneath already buffers whole records, so the
+		// framer reading it directly costs no extra syscalls, and an idle
+		// agent no longer pins 32 KiB of server memory (measured with
+		// qinfra-loadgen: about 31 KiB of the ~85 KiB per idle agent).
+		grpc.ReadBufferSize(0),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.UnaryInterceptor(svc.UnaryInterceptor),

@@ -327,6 +327,9 @@ func (ss *session) inventory(ctx context.Context, inv *agentv1.Inventory) error 
 		if inv.GetFull() {
 			ss.resyncAsked = false
 		}
+		if s.opts.OnInventory != nil {
+			s.opts.OnInventory(ctx, ss.hostID, u.Full, changedRefs(u))
+		}
 		return ss.touch(ctx)
 	case store.HashMismatch:
 		if inv.GetFull() {
@@ -337,6 +340,19 @@ func (ss *session) inventory(ctx context.Context, inv *agentv1.Inventory) error 
 		return ss.resync("a full inventory is needed")
 	}
 	return nil
+}
+
+// changedRefs lists the refs a delta upserts or removes; nil for a full
+// inventory.
+func changedRefs(u *store.InventoryUpdate) []inventory.Ref {
+	if u.Full {
+		return nil
+	}
+	refs := make([]inventory.Ref, 0, len(u.Upserts)+len(u.Removed))
+	for _, it := range u.Upserts {
+		refs = append(refs, inventory.RefOf(it))
+	}
+	return append(refs, u.Removed...)
 }
 
 func validateInventory(inv *agentv1.Inventory) error {

@@ -52,6 +52,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	tests = append(tests, commandTests...)
 	tests = append(tests, auditTests...)
 	tests = append(tests, retentionTests...)
+	tests = append(tests, advisoryTests...)
+	tests = append(tests, baselineTests...)
+	tests = append(tests, driftTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))

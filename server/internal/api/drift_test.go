@@ -1,0 +1,138 @@
+package api_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Baselines and drift through qinfractl: apply a YAML baseline by hand,
+// see the drift of the hosts it selects, accept one, re-label a host out of
+// the selector, delete the baseline.
+func TestCLIBaselineAndDrift(t *testing.T) {
+	e := newCLIEnv(t)
+	e.addHost("h-web", "web-1", map[string]string{"role": "web", "env": "prod"}, time.Now())
+	e.addInventory("h-web", cliSample())
+	e.addHost("h-db", "db-1", map[string]string{"role": "db", "env": "prod"}, time.Now())
+	e.addInventory("h-db", cliSample())
+
+	doc := `name: web
+selector: {role: web}
+metadata: {image: debian-12-web-v3}
+packages:
+  - {name: openssl, constraint: minimum, version: 3.0.13-1~deb12u1}
+  - {name: telnetd, constraint: forbidden}
+files:
+  - {path: /etc/ssh/sshd_config, mode: "0600"}
+services:
+  - {name: ssh, state: enabled}
+`
+	f := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.run(e.viewer, "baseline", "apply", "-f", f).fails(t, "")
+	if out := e.run(e.operator, "baseline", "apply", "-f", f).ok(t).stdout; !strings.Contains(out, "baseline web version 1 stored") {
+		t.Fatalf("apply: %s", out)
+	}
+	if out := e.run(e.operator, "baseline", "apply", "-f", f).ok(t).stdout; !strings.Contains(out, "unchanged (version 1)") {
+		t.Fatalf("re-apply: %s", out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("name: web\npackages: [{name: a, constraint: present, verison: 1}]\n"), 0o600)
+	e.run(e.operator, "baseline", "apply", "-f", bad).fails(t, "verison")
+
+	// The web host drifts (openssl too old, sshd_config 0644); db is not
+	// selected.
+	var hd struct {
+		Drift []struct {
+			ID, Rule, Key, Expected, Actual, Status, Severity string
+			Type                                              string `json:"drift_type"`
+		} `json:"drift"`
+	}
+	if err := json.Unmarshal([]byte(e.run(e.viewer, "-o", "json", "drift", "host", "h-web").ok(t).stdout), &hd); err != nil {
+		t.Fatal(err)
+	}
+	if len(hd.Drift) != 2 {
+		t.Fatalf("web drift: %+v", hd.Drift)
+	}
+	var modeID string
+	for _, d := range hd.Drift {
+		switch d.Rule {
+		case "package.minimum":
+			if d.Expected != ">= 3.0.13-1~deb12u1" || d.Actual != "3.0.11-1~deb12u2" || d.Type != "version" || d.Severity != "high" {
+				t.Errorf("openssl drift: %+v", d)
+			}
+		case "file.mode":
+			modeID = d.ID
+			if d.Expected != "0600" || d.Actual != "0644" || d.Type != "permissions" {
+				t.Errorf("mode drift: %+v", d)
+			}
+		default:
+			t.Errorf("unexpected drift %+v", d)
+		}
+	}
+	if out := e.run(e.viewer, "drift", "host", "h-db").ok(t).stdout; strings.Count(out, "\n") != 1 {
+		t.Fatalf("db drift: %s", out)
+	}
+	out := e.run(e.viewer, "drift").ok(t).stdout
+	if !strings.Contains(out, "1 of 2 hosts drifted (50.00%); 2 open deviations, 0 accepted") || !strings.Contains(out, "prod") {
+		t.Fatalf("summary:\n%s", out)
+	}
+
+	// Accept the mode drift.
+	e.run(e.operator, "drift", "accept", modeID, "--justification", "legacy tooling").fails(t, "--ttl")
+	e.run(e.operator, "drift", "accept", modeID, "--justification", "legacy tooling", "--ttl", "24h").ok(t)
+	if out := e.run(e.viewer, "drift", "host", "h-web").ok(t).stdout; !strings.Contains(out, "accepted") {
+		t.Fatalf("accepted drift not shown:\n%s", out)
+	}
+	if out := e.run(e.viewer, "drift").ok(t).stdout; !strings.Contains(out, "1 open deviations, 1 accepted") {
+		t.Fatalf("summary after accept:\n%s", out)
+	}
+
+	// detect answers as the product notes do.
+	var det struct {
+		Total   int `json:"total_nodes"`
+		Drifted int `json:"drifted_nodes"`
+		Details []struct {
+			NodeID        string `json:"node_id"`
+			DriftType     string `json:"drift_type"`
+			Current       string `json:"current"`
+			Expected      string `json:"expected"`
+			ExpectedImage string `json:"expected_image"`
+		} `json:"details"`
+	}
+	if err := json.Unmarshal([]byte(e.run(e.operator, "drift", "detect", "--selector", "env=prod").ok(t).stdout), &det); err != nil {
+		t.Fatal(err)
+	}
+	if det.Total != 2 || det.Drifted != 1 || len(det.Details) != 1 || det.Details[0].NodeID != "h-web" || det.Details[0].ExpectedImage != "debian-12-web-v3" {
+		t.Fatalf("detect: %+v", det)
+	}
+
+	// Re-labelling the host out of the selector resolves its drift.
+	e.run(e.operator, "host", "label", "h-web", "role=db").ok(t)
+	if out := e.run(e.viewer, "drift", "host", "h-web").ok(t).stdout; strings.Count(out, "\n") != 1 {
+		t.Fatalf("drift after relabel:\n%s", out)
+	}
+	if out := e.run(e.viewer, "drift", "host", "h-web", "--all").ok(t).stdout; strings.Count(out, "resolved") != 2 {
+		t.Fatalf("history after relabel:\n%s", out)
+	}
+
+	if out := e.run(e.viewer, "baseline", "get", "web").ok(t).stdout; !strings.Contains(out, "version: 1") || !strings.Contains(out, "telnetd") {
+		t.Fatalf("get:\n%s", out)
+	}
+	if out := e.run(e.viewer, "baseline", "list").ok(t).stdout; !strings.Contains(out, "web") {
+		t.Fatalf("list:\n%s", out)
+	}
+	e.run(e.operator, "baseline", "delete", "web").ok(t)
+	e.run(e.operator, "baseline", "delete", "web").fails(t, "not found")
+	audit := e.run(e.admin, "audit").ok(t).stdout
+	for _, a := range []string{"baseline.apply", "drift.accept", "baseline.delete"} {
+		if !strings.Contains(audit, a) {
+			t.Errorf("audit lacks %s:\n%s", a, audit)
+		}
+	}
+}

@@ -1,0 +1,228 @@
+// Package drift keeps hosts' drift current: it evaluates a host against the
+// baselines whose selectors match its labels (baseline.Evaluate) and writes
+// the result through the store, which opens, updates and resolves drift.
+//
+// Incrementality: a host is re-checked when its inventory changes in a way
+// that can matter (baseline.Relevant: a user, or a package, file or
+// service some matching baseline names; a full inventory always), when its
+// labels change, and when a baseline matching it, before or after the
+// change, is put or deleted. A re-check evaluates the whole host: the
+// evaluation is pure and costs microseconds (BenchmarkDriftRecompute), and
+// the store writes only hosts whose drift changed.
+package drift
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/quantumlayer/qinfra/pkg/baseline"
+	"github.com/quantumlayer/qinfra/pkg/inventory"
+	"github.com/quantumlayer/qinfra/pkg/osv"
+	"github.com/quantumlayer/qinfra/pkg/versioncmp"
+	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
+	"github.com/quantumlayer/qinfra/server/internal/store"
+)
+
+// Store is what the engine reads and writes.
+type Store interface {
+	store.Hosts
+	store.Inventory
+	store.Baselines
+	store.DriftStore
+}
+
+// Engine evaluates drift. It is safe for concurrent use.
+type Engine struct {
+	st  Store
+	log *slog.Logger
+	now func() time.Time
+}
+
+// New returns an Engine; a nil logger discards, a nil now is time.Now.
+func New(st Store, logger *slog.Logger, now func() time.Time) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &Engine{st: st, log: logger.With("component", "drift"), now: now}
+}
+
+// batchSize bounds the hosts written in one store transaction.
+const batchSize = 500
+
+// Matching returns the baselines of bs that select labels.
+func Matching(bs []*baseline.Baseline, labels map[string]string) []*baseline.Baseline {
+	var out []*baseline.Baseline
+	for _, b := range bs {
+		if b.Matches(labels) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Comparer returns the version ordering of a host from its OS facts, or nil
+// (each package's manager decides) when the OS is not one osv knows.
+func Comparer(items []*commonv1.Item) versioncmp.Comparer {
+	for _, it := range items {
+		if f := it.GetOs(); f != nil {
+			eco, err := osv.HostEcosystem(f.GetPlatform(), f.GetPlatformVersion())
+			if err != nil {
+				return nil
+			}
+			c, err := versioncmp.ForEcosystem(eco)
+			if err != nil {
+				return nil
+			}
+			return c
+		}
+	}
+	return nil
+}
+
+// OnInventory is called after an inventory update of hostID was applied:
+// changed lists the refs it added, changed or removed (nil with full). It
+// re-checks the host when the change can matter; errors are logged.
+func (e *Engine) OnInventory(ctx context.Context, hostID string, full bool, changed []inventory.Ref) {
+	h, err := e.st.GetHost(ctx, hostID)
+	if err != nil {
+		e.log.Error("drift: load host", "host", hostID, "err", err)
+		return
+	}
+	bs, err := e.st.ListBaselines(ctx)
+	if err != nil {
+		e.log.Error("drift: list baselines", "err", err)
+		return
+	}
+	match := Matching(bs, h.Labels)
+	if !full && !baseline.Relevant(match, changed) {
+		if len(match) == 0 {
+			// Still resolve what an earlier match left open, cheaply: a
+			// host with no open drift costs one read.
+			if _, err := e.check(ctx, []*store.Host{h}, nil); err != nil {
+				e.log.Error("drift: check host", "host", hostID, "err", err)
+			}
+		}
+		return
+	}
+	if _, err := e.check(ctx, []*store.Host{h}, bs); err != nil {
+		e.log.Error("drift: check host", "host", hostID, "err", err)
+	}
+}
+
+// CheckHost re-checks one host now and returns what changed.
+func (e *Engine) CheckHost(ctx context.Context, hostID string) ([]store.DriftEvent, error) {
+	h, err := e.st.GetHost(ctx, hostID)
+	if err != nil {
+		return nil, fmt.Errorf("check drift of %s: %w", hostID, err)
+	}
+	bs, err := e.st.ListBaselines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check drift of %s: %w", hostID, err)
+	}
+	return e.check(ctx, []*store.Host{h}, bs)
+}
+
+// CheckSelected re-checks every host whose labels match sel (all hosts for
+// an empty sel) and returns them.
+func (e *Engine) CheckSelected(ctx context.Context, sel map[string]string) ([]*store.Host, error) {
+	hosts, err := e.st.ListHosts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check drift: %w", err)
+	}
+	probe := &baseline.Baseline{Selector: sel}
+	hosts = slices.DeleteFunc(hosts, func(h *store.Host) bool { return !probe.Matches(h.Labels) })
+	bs, err := e.st.ListBaselines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check drift: %w", err)
+	}
+	if _, err := e.check(ctx, hosts, bs); err != nil {
+		return nil, err
+	}
+	return hosts, nil
+}
+
+// BaselineChanged re-checks the hosts the baseline selects before (old,
+// nil for a new baseline) or after (updated, nil when deleted) a change.
+// Hosts of neither are not touched.
+func (e *Engine) BaselineChanged(ctx context.Context, old, updated *baseline.Baseline) (int, error) {
+	hosts, err := e.st.ListHosts(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("re-check baseline: %w", err)
+	}
+	hosts = slices.DeleteFunc(hosts, func(h *store.Host) bool {
+		return !(old != nil && old.Matches(h.Labels)) && !(updated != nil && updated.Matches(h.Labels))
+	})
+	bs, err := e.st.ListBaselines(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("re-check baseline: %w", err)
+	}
+	if _, err := e.check(ctx, hosts, bs); err != nil {
+		return 0, err
+	}
+	return len(hosts), nil
+}
+
+// check evaluates hosts against bs and writes their drift in batches.
+func (e *Engine) check(ctx context.Context, hosts []*store.Host, bs []*baseline.Baseline) ([]store.DriftEvent, error) {
+	now := e.now().UTC()
+	var events []store.DriftEvent
+	batch := make([]store.HostDeviations, 0, min(len(hosts), batchSize))
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		ev, err := e.st.ReplaceHostDrift(ctx, now, batch...)
+		if err != nil {
+			return fmt.Errorf("write drift: %w", err)
+		}
+		events = append(events, ev...)
+		batch = batch[:0]
+		return nil
+	}
+	for _, h := range hosts {
+		if h.Revoked {
+			continue
+		}
+		hd := store.HostDeviations{HostID: h.ID}
+		if match := Matching(bs, h.Labels); len(match) > 0 {
+			items, err := e.st.ListItems(ctx, h.ID, "")
+			if err != nil {
+				return events, fmt.Errorf("drift of %s: %w", h.ID, err)
+			}
+			hd.Deviations = baseline.Evaluate(match, items, Comparer(items))
+		}
+		batch = append(batch, hd)
+		if len(batch) == batchSize {
+			if err := flush(); err != nil {
+				return events, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return events, err
+	}
+	for _, ev := range events {
+		e.log.Info("drift "+ev.Op, "host", ev.Drift.HostID, "baseline", ev.Drift.Baseline, "type", ev.Drift.Type,
+			"severity", ev.Drift.Severity, "rule", ev.Drift.Rule, "key", ev.Drift.Key, "expected", ev.Drift.Expected, "actual", ev.Drift.Actual)
+	}
+	return events, nil
+}
+
+// ExpireAcceptances ends acceptances past their time, so the drift they
+// covered shows again, and returns the drift concerned.
+func (e *Engine) ExpireAcceptances(ctx context.Context) ([]*store.Drift, error) {
+	ds, err := e.st.ExpireDriftAcceptances(ctx, e.now().UTC())
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		e.log.Info("drift acceptance expired", "drift", d.ID, "host", d.HostID, "rule", d.Rule, "key", d.Key)
+	}
+	return ds, nil
+}
