@@ -15,7 +15,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quantumlayer/qinfra/pkg/baseline"
@@ -168,50 +171,93 @@ func (e *Engine) BaselineChanged(ctx context.Context, old, updated *baseline.Bas
 	return len(hosts), nil
 }
 
-// check evaluates hosts against bs and writes their drift in batches.
+// check evaluates hosts against bs and writes their drift in batches. It
+// is a two-stage pipeline: every core reads and evaluates hosts of one
+// batch while the previous batch is written, so a fleet-wide re-check
+// costs about the larger of evaluation and writing, not their sum.
 func (e *Engine) check(ctx context.Context, hosts []*store.Host, bs []*baseline.Baseline) ([]store.DriftEvent, error) {
 	now := e.now().UTC()
+	hosts = slices.DeleteFunc(slices.Clone(hosts), func(h *store.Host) bool { return h.Revoked })
+	batches := make(chan []store.HostDeviations, 1)
 	var events []store.DriftEvent
-	batch := make([]store.HostDeviations, 0, min(len(hosts), batchSize))
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		ev, err := e.st.ReplaceHostDrift(ctx, now, batch...)
-		if err != nil {
-			return fmt.Errorf("write drift: %w", err)
-		}
-		events = append(events, ev...)
-		batch = batch[:0]
-		return nil
-	}
-	for _, h := range hosts {
-		if h.Revoked {
-			continue
-		}
-		hd := store.HostDeviations{HostID: h.ID}
-		if match := Matching(bs, h.Labels); len(match) > 0 {
-			items, err := e.st.ListItems(ctx, h.ID, "")
+	written := make(chan error, 1)
+	go func() {
+		var werr error
+		for b := range batches {
+			if werr != nil {
+				continue // drain, so the evaluator never blocks
+			}
+			ev, err := e.st.ReplaceHostDrift(ctx, now, b...)
 			if err != nil {
-				return events, fmt.Errorf("drift of %s: %w", h.ID, err)
+				werr = fmt.Errorf("write drift: %w", err)
+				continue
 			}
-			hd.Deviations = baseline.Evaluate(match, items, Comparer(items))
+			events = append(events, ev...)
 		}
-		batch = append(batch, hd)
-		if len(batch) == batchSize {
-			if err := flush(); err != nil {
-				return events, err
-			}
+		written <- werr
+	}()
+	var evalErr error
+	for i := 0; i < len(hosts) && evalErr == nil; i += batchSize {
+		part := hosts[i:min(i+batchSize, len(hosts))]
+		hds := make([]store.HostDeviations, len(part))
+		if evalErr = e.evaluate(ctx, part, bs, hds); evalErr == nil {
+			batches <- hds
 		}
 	}
-	if err := flush(); err != nil {
+	close(batches)
+	if err := <-written; err != nil {
 		return events, err
+	}
+	if evalErr != nil {
+		return events, evalErr
 	}
 	for _, ev := range events {
 		e.log.Info("drift "+ev.Op, "host", ev.Drift.HostID, "baseline", ev.Drift.Baseline, "type", ev.Drift.Type,
 			"severity", ev.Drift.Severity, "rule", ev.Drift.Rule, "key", ev.Drift.Key, "expected", ev.Drift.Expected, "actual", ev.Drift.Actual)
 	}
 	return events, nil
+}
+
+// evaluate fills out[i] with the deviations of hosts[i], reading and
+// evaluating hosts on every core.
+func (e *Engine) evaluate(ctx context.Context, hosts []*store.Host, bs []*baseline.Baseline, out []store.HostDeviations) error {
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	workers := min(runtime.GOMAXPROCS(0), len(hosts))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(hosts) || ctx.Err() != nil {
+					return
+				}
+				h := hosts[i]
+				out[i] = store.HostDeviations{HostID: h.ID}
+				match := Matching(bs, h.Labels)
+				if len(match) == 0 {
+					continue
+				}
+				items, err := e.st.ListItems(ctx, h.ID, "")
+				if err != nil {
+					errOnce.Do(func() { firstErr = fmt.Errorf("drift of %s: %w", h.ID, err) })
+					next.Store(int64(len(hosts)))
+					return
+				}
+				out[i].Deviations = baseline.Evaluate(match, items, Comparer(items))
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
 }
 
 // ExpireAcceptances ends acceptances past their time, so the drift they

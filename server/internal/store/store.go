@@ -200,6 +200,8 @@ type Inventory interface {
 	GetStreamState(ctx context.Context, hostID string) (StreamState, error)
 	// ListItems returns a host's items of one kind ("" for all), ordered by
 	// kind then key (byte order). It returns ErrNotFound for an unknown host.
+	// The items may be shared with other callers (a backend may cache
+	// decoded items), so callers must not modify them.
 	ListItems(ctx context.Context, hostID, kind string) ([]*commonv1.Item, error)
 	// CountItems returns the number of items per kind. It returns
 	// ErrNotFound for an unknown host.

@@ -140,7 +140,13 @@ type Store struct {
 	// salt keys the chunk boundaries of inventories (sets.go); it is
 	// fixed when the file is created.
 	salt []byte
+	// chunks caches decoded inventory chunks for ListItems.
+	chunks *chunkCache
 }
+
+// chunkCacheItems bounds the decoded items kept in memory (about twice
+// this many at most): enough for the shared chunks of dozens of images.
+const chunkCacheItems = 200_000
 
 var _ store.Store = (*Store)(nil)
 
@@ -181,7 +187,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	logger.Info("store opened", "path", path, "schema_version", SchemaVersion, "created", created, "read_only", opts.ReadOnly)
-	return &Store{db: db, path: path, logger: logger, salt: salt}, nil
+	return &Store{db: db, path: path, logger: logger, salt: salt, chunks: newChunkCache(chunkCacheItems)}, nil
 }
 
 // openBolt opens the bbolt file, turning bbolt's errors and panics on a

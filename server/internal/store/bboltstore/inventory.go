@@ -603,16 +603,17 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 			prefix = append([]byte(kind), 0)
 		}
 		ss := newSets(tx, s.salt)
-		return ss.forEntries(hostIndex(tx, hostID), prefix, func(e entry) (bool, error) {
-			if !bytes.HasPrefix(e.key, prefix) {
-				return false, nil
+		return ss.forChunks(hostIndex(tx, hostID), prefix, s.chunks, func(items []*commonv1.Item) bool {
+			for _, it := range items {
+				if kind != "" && it.GetKind() != kind {
+					if it.GetKind() > kind {
+						return false
+					}
+					continue
+				}
+				out = append(out, it)
 			}
-			it, err := ss.item(e)
-			if err != nil {
-				return false, err
-			}
-			out = append(out, it)
-			return true, nil
+			return true
 		})
 	})
 	if err != nil {

@@ -458,6 +458,56 @@ func (s *sets) refBlobs(blobs map[string]int64) error {
 
 // forEntries calls fn for a host's entries in key order, from the chunk
 // holding from (nil: the first) until fn returns false.
+// forChunks calls fn with the decoded items of each chunk of the index
+// from the one that may hold from onwards, in key order, taking decoded
+// chunks from cache when it has them. fn returns false to stop. Items
+// before from in the first chunk are passed too; fn filters.
+func (s *sets) forChunks(idx *bolt.Bucket, from []byte, cache *chunkCache, fn func([]*commonv1.Item) bool) error {
+	if idx == nil {
+		return nil
+	}
+	c := idx.Cursor()
+	var k, v []byte
+	if from == nil {
+		k, v = c.First()
+	} else {
+		switch k, v = c.Seek(from); {
+		case k == nil:
+			k, v = c.Last()
+		case !bytes.Equal(k, from):
+			if k, v = c.Prev(); k == nil {
+				k, v = c.First()
+			}
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
+		items, ok := cache.get(v)
+		if !ok {
+			entries, err := s.loadChunk(v)
+			if err != nil {
+				return err
+			}
+			items = make([]*commonv1.Item, 0, len(entries))
+			for _, e := range entries {
+				it, err := s.item(e)
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+			// Only chunks several hosts share are worth keeping: a host's
+			// own chunks would push the shared ones out.
+			if n, err := count(s.chunkRefs, v); err == nil && n > 1 {
+				cache.put(v, items)
+			}
+		}
+		if !fn(items) {
+			return nil
+		}
+	}
+	return nil
+}
+
 func (s *sets) forEntries(idx *bolt.Bucket, from []byte, fn func(entry) (bool, error)) error {
 	if idx == nil {
 		return nil
