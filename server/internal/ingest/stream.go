@@ -117,46 +117,39 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 	s.log.Info("agent connected", "host", hostID, "version", hello.GetAgentVersion(),
 		"last_applied", welcome.LastAppliedSeq, "need_full", welcome.NeedFull)
 
-	sendErr := make(chan error, 1)
-	go func() { sendErr <- s.sendLoop(stream, c) }()
-	recvCh := make(chan *agentv1.ConnectRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			m, err := stream.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case recvCh <- m:
-			case <-c.done:
-				return
-			}
-		}
-	}()
-
 	sess := &session{svc: s, c: c, hostID: hostID, spoolID: hello.GetSpoolId(), resyncAsked: welcome.NeedFull}
 	// Commands queued while the host was away (or on another replica's
 	// watch) go out right after the Welcome.
 	go s.deliverCommands(ctx, hostID)
+	// Two goroutines per stream: this one sends, the one below receives
+	// and handles each message. Whichever ends first closes c, which ends
+	// the other (returning from here cancels the stream, so a pending Recv
+	// fails). An idle agent costs the server memory mostly in goroutine
+	// stacks, so a third goroutine per stream is worth avoiding.
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					s.log.Info("agent disconnected", "host", hostID)
+					err = nil
+				}
+				c.close(err)
+				return
+			}
+			if err := sess.handle(ctx, m); err != nil {
+				s.log.Warn("stream ended", "host", hostID, "err", err)
+				c.close(err)
+				return
+			}
+		}
+	}()
 	for {
 		select {
 		case <-c.done:
 			return c.reason
-		case err := <-sendErr:
-			c.close(err)
-			return err
-		case err := <-recvErr:
-			c.close(err)
-			if errors.Is(err, io.EOF) {
-				s.log.Info("agent disconnected", "host", hostID)
-				return nil
-			}
-			return err
-		case m := <-recvCh:
-			if err := sess.handle(ctx, m); err != nil {
-				s.log.Warn("stream ended", "host", hostID, "err", err)
+		case m := <-c.out:
+			if err := stream.Send(m); err != nil {
 				c.close(err)
 				return err
 			}
@@ -203,19 +196,6 @@ func (s *Service) recvHello(stream agentv1.AgentService_ConnectServer) (*agentv1
 		return nil, status.Error(codes.InvalidArgument, "spool id longer than 128 bytes")
 	}
 	return hello, nil
-}
-
-func (s *Service) sendLoop(stream agentv1.AgentService_ConnectServer, c *conn) error {
-	for {
-		select {
-		case <-c.done:
-			return nil
-		case m := <-c.out:
-			if err := stream.Send(m); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // session is the per-stream state of the receive loop.
