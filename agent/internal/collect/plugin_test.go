@@ -79,10 +79,29 @@ func misbehaving(t *testing.T, mode string) string {
 
 // runPlugin runs one plugin collection and checks that its process is gone
 // afterwards, whatever happened.
+// lockedBuffer is a log sink the test can read while go-plugin's stdio
+// goroutine, which may outlive Collect by a moment, still writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func runPlugin(t *testing.T, p config.Plugin, root string) ([]*commonv1.Item, time.Duration, error) {
 	t.Helper()
-	var logs bytes.Buffer
-	c := newPluginCollector(p, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logs := &lockedBuffer{}
+	c := newPluginCollector(p, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	pid := 0
 	c.started = func(p int) { pid = p }
 	start := time.Now()
