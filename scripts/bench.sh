@@ -13,7 +13,7 @@
 #
 # Environment (defaults keep the run to a few minutes):
 #   QINFRA_BENCH_AGENTS=2000        simulated agents
-#   QINFRA_BENCH_STORES="bbolt postgres"
+#   QINFRA_BENCH_STORES="bbolt postgres"   (empty: only the ramp)
 #   QINFRA_BENCH_TEMPLATES=5        image templates
 #   QINFRA_BENCH_DELTA_RATE=1000    deltas/s over the fleet
 #   QINFRA_BENCH_DELTA_SECONDS=20   delta phase length
@@ -32,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 AGENTS=${QINFRA_BENCH_AGENTS:-2000}
-STORES=${QINFRA_BENCH_STORES:-bbolt postgres}
+STORES=${QINFRA_BENCH_STORES-bbolt postgres}
 TEMPLATES=${QINFRA_BENCH_TEMPLATES:-5}
 DELTA_RATE=${QINFRA_BENCH_DELTA_RATE:-1000}
 DELTA_SECONDS=${QINFRA_BENCH_DELTA_SECONDS:-20}

@@ -502,8 +502,14 @@ func (b *bench) deltaPhase(ctx context.Context, agents, probes []*simAgent) (Del
 	return res, drift
 }
 
+// fanoutLimit bounds the whole fan-out phase, so a server that stops
+// answering the API does not hold the bench.
+const fanoutLimit = 2 * time.Minute
+
 func (b *bench) fanoutPhase(ctx context.Context, agents []*simAgent) FanoutResult {
 	f := b.fleet
+	ctx, cancel := context.WithTimeout(ctx, fanoutLimit)
+	defer cancel()
 	res := FanoutResult{Count: len(agents)}
 	marker := "loadgen-fanout-" + randomID()
 	reqAt := make([]atomic.Int64, len(agents))
@@ -555,7 +561,7 @@ func (b *bench) fanoutPhase(ctx context.Context, agents []*simAgent) FanoutResul
 	waitTimeout(ctx, &delivered, 60*time.Second)
 	// Completion: wait until the result acks have all come back.
 	deadline := time.Now().Add(30 * time.Second)
-	for f.ackLatency[msgResult].Count()-prev < uint64(ndel.Load()) && time.Now().Before(deadline) {
+	for f.ackLatency[msgResult].Count()-prev < uint64(ndel.Load()) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 	res.AllStoredSec = time.Since(t0).Seconds()

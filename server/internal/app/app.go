@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -167,21 +168,22 @@ func serverNames(extra []string) (dns []string, ips []net.IP) {
 
 // Server is a running server.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   store.Store
-	bus     cluster.Bus
-	leader  cluster.Leader
-	cancel  context.CancelFunc
-	bg      sync.WaitGroup
-	ca      *pki.CA
-	Ingest  *ingest.Service
-	drift   *drift.Engine
-	grpcSrv *grpc.Server
-	httpSrv *http.Server
-	grpcLn  net.Listener
-	apiLn   net.Listener
-	errc    chan error
+	cfg        Config
+	log        *slog.Logger
+	store      store.Store
+	bus        cluster.Bus
+	leader     cluster.Leader
+	cancel     context.CancelFunc
+	bg         sync.WaitGroup
+	ca         *pki.CA
+	Ingest     *ingest.Service
+	drift      *drift.Engine
+	driftQueue *drift.Queue
+	grpcSrv    *grpc.Server
+	httpSrv    *http.Server
+	grpcLn     net.Listener
+	apiLn      net.Listener
+	errc       chan error
 }
 
 // GRPCAddr is the address the agents' listener is bound to.
@@ -231,6 +233,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.bus, s.leader = cluster.NewLocalBus(), cluster.LocalLeader{}
 	}
 	s.drift = drift.New(st, cfg.Logger, nil)
+	// Drift checks triggered by inventories run off the streams' receive
+	// paths, coalesced per host.
+	s.driftQueue = drift.NewQueue(s.drift)
 	s.Ingest = ingest.New(ingest.Options{
 		Store:          st,
 		CA:             ca,
@@ -239,7 +244,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		MaxMessageSize: cfg.MaxMessageSize,
 		ScanInterval:   cfg.ScanInterval,
 		Bus:            s.bus,
-		OnInventory:    s.drift.OnInventory,
+		OnInventory:    s.driftQueue.Enqueue,
 	})
 	s.grpcSrv = ingest.NewGRPCServer(s.Ingest, serverCert)
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -296,7 +301,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	bgctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.bg.Add(2)
+	s.bg.Add(3)
+	go func() { defer s.bg.Done(); s.driftQueue.Run(bgctx, runtime.GOMAXPROCS(0)) }()
 	go func() { defer s.bg.Done(); s.Ingest.Run(bgctx) }()
 	go func() { defer s.bg.Done(); s.leader.Run(bgctx, "maintenance", s.maintain) }()
 	go func() { s.errc <- s.grpcSrv.Serve(s.grpcLn) }()
