@@ -187,6 +187,11 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	logger.Info("store opened", "path", path, "schema_version", SchemaVersion, "created", created, "read_only", opts.ReadOnly)
+	// bbolt waits up to MaxBatchDelay (10 ms by default) for more calls
+	// to join a group commit. A commit's fsync takes a few milliseconds
+	// here, so 2 ms still gathers the concurrent writes of a busy server
+	// while a lone agent's delta is not held up by 10 ms.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	return &Store{db: db, path: path, logger: logger, salt: salt, chunks: newChunkCache(chunkCacheItems)}, nil
 }
 

@@ -8,8 +8,8 @@ package pgstore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"fmt"
+	"github.com/quantumlayer/qinfra/server/internal/store/storetest"
 	"slices"
 	"testing"
 	"time"
@@ -40,15 +40,6 @@ func benchPkg(tb testing.TB, name, version string) *commonv1.Item {
 			UpstreamVersion: version, Vendor: "Debian",
 		}},
 	})
-}
-
-// benchItems returns n sealed packages of a typical size.
-func benchItems(tb testing.TB, n int, version string) []*commonv1.Item {
-	items := make([]*commonv1.Item, n)
-	for i := range items {
-		items[i] = benchPkg(tb, fmt.Sprintf("lib-benchmark-package-%05d", i), version)
-	}
-	return items
 }
 
 // Fleet shape for BenchmarkApplyFull: hosts built from benchImages images
@@ -92,21 +83,6 @@ func hostItems(tb testing.TB, h int) []*commonv1.Item {
 	return items
 }
 
-// enrollBench enrolls n hosts named host-00000... in s.
-func enrollBench(tb testing.TB, s store.Store, n int) {
-	ctx := context.Background()
-	hash := sha256.Sum256([]byte("bench"))
-	tok := &store.EnrollmentToken{ID: "bench", Hash: hash[:], UsesAllowed: n, ExpiresAt: benchNow.Add(time.Hour), CreatedAt: benchNow}
-	if err := s.CreateEnrollmentToken(ctx, tok); err != nil {
-		tb.Fatal(err)
-	}
-	for i := range n {
-		if err := s.EnrollHost(ctx, tok.Hash, benchNow, &store.Host{ID: fmt.Sprintf("host-%05d", i), EnrolledAt: benchNow}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkApplyFull applies a 2,000-item full inventory to a new host per
 // iteration: hosts of 5 images, sharing most packages, each with a few
 // items of its own. One committed transaction each.
@@ -136,51 +112,6 @@ func BenchmarkApplyFull(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "inventories/s")
 	b.ReportMetric(float64(b.N*benchItemsPerHost)/b.Elapsed().Seconds(), "items/s")
-}
-
-// BenchmarkApplyDelta applies 5-item deltas (each changes the version of 5
-// packages) to one host holding 2,000 items.
-func BenchmarkApplyDelta(b *testing.B) {
-	const n, k = 2000, 5
-	s := openTest(b)
-	enrollBench(b, s, 1)
-	versions := [2][]*commonv1.Item{benchItems(b, n, "1.0-1"), benchItems(b, n, "1.0-2")}
-	ctx := context.Background()
-	out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{
-		HostID: "host-00000", SpoolID: "sp", Seq: 1, Full: true,
-		Upserts: versions[0], SetHash: inventory.SetOf(versions[0]).Hash(), ReceivedAt: benchNow,
-	})
-	if err != nil || out != store.Applied {
-		b.Fatalf("full ApplyInventory = %v, %v", out, err)
-	}
-	// The agent's side: which version each item is at, and the set hash.
-	var acc inventory.Accumulator
-	for _, it := range versions[0] {
-		acc.Add(inventory.RefOf(it), it.GetHash())
-	}
-	at := make([]int, n)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		ups := make([]*commonv1.Item, k)
-		for j := range ups {
-			idx := (i*k + j) % n
-			old := versions[at[idx]][idx]
-			at[idx] ^= 1
-			ups[j] = versions[at[idx]][idx]
-			acc.Remove(inventory.RefOf(old), old.GetHash())
-			acc.Add(inventory.RefOf(ups[j]), ups[j].GetHash())
-		}
-		out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{
-			HostID: "host-00000", SpoolID: "sp", Seq: uint64(i + 2),
-			Upserts: ups, SetHash: acc.Sum(), ReceivedAt: benchNow,
-		})
-		if err != nil || out != store.Applied {
-			b.Fatalf("delta %d: ApplyInventory = %v, %v", i, out, err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deltas/s")
-	b.ReportMetric(float64(b.N*k)/b.Elapsed().Seconds(), "items/s")
 }
 
 // BenchmarkWriteFull compares ways of writing what a host's first full
@@ -340,3 +271,14 @@ func writeFullBatch(ctx context.Context, tx pgx.Tx, hkey int64, items []pendingI
 	}
 	return tx.SendBatch(ctx, w).Close()
 }
+
+// benchItems returns n sealed packages of a typical size.
+func benchItems(tb testing.TB, n int, version string) []*commonv1.Item {
+	return storetest.BenchItems(tb, n, version)
+}
+
+// enrollBench enrolls n hosts named host-00000... in s.
+func enrollBench(tb testing.TB, s store.Store, n int) { storetest.EnrollBench(tb, s, n, benchNow) }
+
+// BenchmarkApplyDelta: see storetest.BenchApplyDelta.
+func BenchmarkApplyDelta(b *testing.B) { storetest.BenchApplyDelta(b, openTest(b), benchNow) }
