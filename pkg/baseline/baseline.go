@@ -297,10 +297,11 @@ func (b *Baseline) Validate() error {
 		if s.Name == "" || len(s.Name) > maxField {
 			return bad("services[%d]: name is required", i)
 		}
-		if seen[s.Name] {
+		// "nginx" and "nginx.service" name one systemd unit.
+		if seen[serviceKey(s.Name)] {
 			return bad("services[%d]: %s listed twice", i, clip(s.Name))
 		}
-		seen[s.Name] = true
+		seen[serviceKey(s.Name)] = true
 		switch s.State {
 		case ServiceEnabled, ServiceDisabled, ServiceMasked, ServiceRunning, ServiceAbsent:
 		default:

@@ -251,7 +251,7 @@ func TestCaptureRoundTrip(t *testing.T) {
 	}
 }
 
-func TestRelevant(t *testing.T) {
+func TestScopeOfRefsTouches(t *testing.T) {
 	b, _ := Parse([]byte(webYAML))
 	bs := []*Baseline{b}
 	for _, tc := range []struct {
@@ -260,7 +260,9 @@ func TestRelevant(t *testing.T) {
 	}{
 		{inventory.Ref{Kind: inventory.KindPackage, Key: "dpkg:openssl:amd64"}, true},
 		{inventory.Ref{Kind: inventory.KindPackage, Key: "dpkg:zsh:amd64"}, false},
-		{inventory.Ref{Kind: inventory.KindPackage, Key: "garbage"}, true},
+		{inventory.Ref{Kind: inventory.KindPackage, Key: "rpm:openssl:x86_64:3.0.7"}, true},
+		// inventory.Validate refuses a package key without a manager.
+		{inventory.Ref{Kind: inventory.KindPackage, Key: "garbage"}, false},
 		{inventory.Ref{Kind: inventory.KindFile, Key: "/etc/nginx/nginx.conf"}, true},
 		{inventory.Ref{Kind: inventory.KindFile, Key: "/etc/other"}, false},
 		{inventory.Ref{Kind: inventory.KindService, Key: "nginx.service"}, true},
@@ -268,8 +270,8 @@ func TestRelevant(t *testing.T) {
 		{inventory.Ref{Kind: inventory.KindUser, Key: "anyone"}, true},
 		{inventory.Ref{Kind: inventory.KindPort, Key: "tcp/0.0.0.0:22"}, false},
 	} {
-		if got := Relevant(bs, []inventory.Ref{tc.ref}); got != tc.want {
-			t.Errorf("Relevant(%s) = %v, want %v", tc.ref, got, tc.want)
+		if got := ScopeOfRefs([]inventory.Ref{tc.ref}).Touches(bs); got != tc.want {
+			t.Errorf("ScopeOfRefs(%s).Touches = %v, want %v", tc.ref, got, tc.want)
 		}
 	}
 }

@@ -132,7 +132,14 @@ func Order(bs []*Baseline) {
 // c orders package versions; nil picks the ordering of each package's
 // manager (dpkg, rpm, apk), which is what the host's own tools use.
 func Evaluate(bs []*Baseline, items []*commonv1.Item, c versioncmp.Comparer) []Deviation {
-	if len(bs) == 0 {
+	return EvaluateScope(bs, items, c, nil)
+}
+
+// EvaluateScope is Evaluate restricted to the subjects in scope (nil: all
+// of them): it returns exactly the deviations of Evaluate that the scope
+// contains, and needs of items only those scope.ItemPrefixes names.
+func EvaluateScope(bs []*Baseline, items []*commonv1.Item, c versioncmp.Comparer, scope *Scope) []Deviation {
+	if len(bs) == 0 || scope.IsEmpty() {
 		return nil
 	}
 	bs = slices.Clone(bs)
@@ -162,6 +169,13 @@ func Evaluate(bs []*Baseline, items []*commonv1.Item, c versioncmp.Comparer) []D
 		claimed[subject] = true
 		return true
 	}
+	users := ix.users
+	if scope != nil && !scope.AllUsers {
+		users = slices.DeleteFunc(slices.Clone(users), func(u *commonv1.User) bool { return !scope.Users[u.GetName()] })
+		if len(users) == 0 {
+			users = nil
+		}
+	}
 	var out []Deviation
 	for _, b := range bs {
 		add := func(typ, kind, key, rule, expected, actual string) {
@@ -174,40 +188,40 @@ func Evaluate(bs []*Baseline, items []*commonv1.Item, c versioncmp.Comparer) []D
 		}
 		for i := range b.Packages {
 			r := &b.Packages[i]
-			if claim(subject{'p', r.Name, r.Arch}) {
+			if scope.Contains(inventory.KindPackage, r.subjectKey()) && claim(subject{'p', r.Name, r.Arch}) {
 				evalPackage(r, ix, c, add)
 			}
 		}
 		for i := range b.Files {
 			r := &b.Files[i]
-			if claim(subject{'f', r.Path, ""}) {
+			if scope.Contains(inventory.KindFile, r.Path) && claim(subject{'f', r.Path, ""}) {
 				evalFile(r, ix, add)
 			}
 		}
-		if u := b.Users; u != nil {
+		if u := b.Users; u != nil && users != nil {
 			if len(u.Allowed) > 0 && claim(subject{'u', "allowed", ""}) {
-				for _, acct := range ix.users {
+				for _, acct := range users {
 					if !slices.Contains(u.Allowed, acct.GetName()) {
 						add(TypeUsers, inventory.KindUser, acct.GetName(), RuleUserAllowed, "not in the allowed set", fmt.Sprintf("present (uid %d)", acct.GetUid()))
 					}
 				}
 			}
 			if len(u.Forbidden) > 0 && claim(subject{'u', "forbidden", ""}) {
-				for _, acct := range ix.users {
+				for _, acct := range users {
 					if slices.Contains(u.Forbidden, acct.GetName()) {
 						add(TypeUsers, inventory.KindUser, acct.GetName(), RuleUserForbidden, Absent, fmt.Sprintf("present (uid %d)", acct.GetUid()))
 					}
 				}
 			}
 			if u.UID0OnlyRoot && claim(subject{'u', "uid0", ""}) {
-				for _, acct := range ix.users {
+				for _, acct := range users {
 					if acct.GetUid() == 0 && acct.GetName() != "root" {
 						add(TypeUsers, inventory.KindUser, acct.GetName(), RuleUserUID0, "uid 0 only for root", "uid 0")
 					}
 				}
 			}
 			if u.NoEmptyPasswords && claim(subject{'u', "emptypass", ""}) {
-				for _, acct := range ix.users {
+				for _, acct := range users {
 					if acct.GetPasswordState() == "empty" {
 						add(TypeUsers, inventory.KindUser, acct.GetName(), RuleUserEmptyPass, "password set or locked", "empty password")
 					}
@@ -216,7 +230,7 @@ func Evaluate(bs []*Baseline, items []*commonv1.Item, c versioncmp.Comparer) []D
 		}
 		for i := range b.Services {
 			r := &b.Services[i]
-			if claim(subject{'s', serviceKey(r.Name), ""}) {
+			if scope.Contains(inventory.KindService, r.Name) && claim(subject{'s', serviceKey(r.Name), ""}) {
 				evalService(r, ix, add)
 			}
 		}
@@ -379,56 +393,4 @@ func evalService(r *ServiceRule, ix *hostIndex, add addFunc) {
 	if !ok {
 		add(TypeServices, inventory.KindService, r.Name, RuleService, r.State, actual)
 	}
-}
-
-// Relevant reports whether a change to the items refs can change what
-// Evaluate says of these baselines: a user changed (the user rules are set
-// rules), or a package, file or service one of the baselines names. A ref
-// Relevant cannot read is taken as relevant.
-func Relevant(bs []*Baseline, refs []inventory.Ref) bool {
-	var names map[string]bool
-	for _, r := range refs {
-		switch r.Kind {
-		case inventory.KindUser:
-			for _, b := range bs {
-				if b.Users != nil {
-					return true
-				}
-			}
-		case inventory.KindPackage, inventory.KindFile, inventory.KindService:
-			if names == nil {
-				names = subjects(bs)
-			}
-			key := r.Key
-			if r.Kind == inventory.KindPackage {
-				// manager:name:arch
-				first, last := strings.IndexByte(key, ':'), strings.LastIndexByte(key, ':')
-				if first < 0 || first == last {
-					return true
-				}
-				key = key[first+1 : last]
-			}
-			if names[r.Kind+"\x00"+key] {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func subjects(bs []*Baseline) map[string]bool {
-	m := map[string]bool{}
-	for _, b := range bs {
-		for _, p := range b.Packages {
-			m[inventory.KindPackage+"\x00"+p.Name] = true
-		}
-		for _, f := range b.Files {
-			m[inventory.KindFile+"\x00"+f.Path] = true
-		}
-		for _, s := range b.Services {
-			m[inventory.KindService+"\x00"+s.Name] = true
-			m[inventory.KindService+"\x00"+serviceKey(s.Name)] = true
-		}
-	}
-	return m
 }

@@ -11,7 +11,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 	"google.golang.org/protobuf/proto"
@@ -34,6 +36,13 @@ const (
 
 // Kinds lists every kind, in the order they are reported.
 var Kinds = []string{KindOS, KindPackage, KindUser, KindGroup, KindService, KindFile, KindPort, KindProcess, KindExt}
+
+// PackageManagers are the package managers agents report. A package item
+// is keyed "<manager>:<name>:<arch>", optionally followed by more
+// ":"-separated parts (rpm installs several versions of a kernel) or a
+// "#n" suffix for a duplicate; Validate holds items to that, so that the
+// server can find every package of a name with a few key-prefix reads.
+var PackageManagers = []string{"apk", "dpkg", "rpm", "windows"}
 
 // Ref identifies an item within a host's inventory.
 type Ref struct {
@@ -211,6 +220,11 @@ func Validate(it *commonv1.Item) error {
 	switch it.GetKind() {
 	case KindPackage:
 		ok = it.GetPackage() != nil
+		if ok {
+			if err := validatePackageKey(it.GetKey(), it.GetPackage()); err != nil {
+				return fmt.Errorf("item %s/%s: %w", it.GetKind(), it.GetKey(), err)
+			}
+		}
 	case KindFile:
 		ok = it.GetFile() != nil
 	case KindUser:
@@ -237,6 +251,22 @@ func Validate(it *commonv1.Item) error {
 	}
 	if !ok {
 		return fmt.Errorf("item %s/%s: body does not match its kind", it.GetKind(), it.GetKey())
+	}
+	return nil
+}
+
+// validatePackageKey checks that a package's key starts with
+// "<manager>:<name>:" for a known manager (the body's, when it names one).
+func validatePackageKey(key string, p *commonv1.Package) error {
+	m, rest, _ := strings.Cut(key, ":")
+	if !slices.Contains(PackageManagers, m) {
+		return fmt.Errorf("package key does not start with a known manager (%s)", strings.Join(PackageManagers, ", "))
+	}
+	if p.GetManager() != "" && p.GetManager() != m {
+		return fmt.Errorf("package key names manager %q, the package %q", m, p.GetManager())
+	}
+	if p.GetName() == "" || !strings.HasPrefix(rest, p.GetName()+":") {
+		return fmt.Errorf("package key is not %q followed by the architecture", m+":"+p.GetName())
 	}
 	return nil
 }

@@ -106,11 +106,27 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := map[string]func(*commonv1.Item){
-		"empty key":     func(it *commonv1.Item) { it.Key = "" },
-		"short hash":    func(it *commonv1.Item) { it.Hash = it.Hash[:5] },
-		"unknown kind":  func(it *commonv1.Item) { it.Kind = "kernel-module" },
-		"body mismatch": func(it *commonv1.Item) { it.Kind = KindUser },
-		"no body":       func(it *commonv1.Item) { it.Body = nil },
+		"empty key":                          func(it *commonv1.Item) { it.Key = "" },
+		"short hash":                         func(it *commonv1.Item) { it.Hash = it.Hash[:5] },
+		"unknown kind":                       func(it *commonv1.Item) { it.Kind = "kernel-module" },
+		"body mismatch":                      func(it *commonv1.Item) { it.Kind = KindUser },
+		"no body":                            func(it *commonv1.Item) { it.Body = nil },
+		"package key without a manager":      func(it *commonv1.Item) { it.Key = "a:amd64" },
+		"package key of an unknown manager":  func(it *commonv1.Item) { it.Key = "pip:a:amd64" },
+		"package key naming another package": func(it *commonv1.Item) { it.Key = "dpkg:ab:amd64" },
+		"package key without an arch part":   func(it *commonv1.Item) { it.Key = "dpkg:a" },
+		"package key of another manager than the body's": func(it *commonv1.Item) {
+			it.Key = "rpm:a:amd64"
+			it.GetPackage().Manager = "dpkg"
+		},
+	}
+	for _, key := range []string{"dpkg:a:amd64", "rpm:a:x86_64:5.14.0-1", "apk:a:x86_64#2", "dpkg:a:"} {
+		it := pkg(t, "a", "1")
+		it.Key = key
+		it.GetPackage().Manager = ""
+		if err := Validate(it); err != nil {
+			t.Errorf("key %q: %v", key, err)
+		}
 	}
 	for name, mutate := range cases {
 		it := pkg(t, "a", "1")

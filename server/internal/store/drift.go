@@ -42,10 +42,21 @@ type Acceptance struct {
 	At            time.Time `json:"at"`
 }
 
-// HostDeviations is the complete current set of one host's deviations.
+// HostDeviations is the current set of one host's deviations: all of them
+// when Scope is nil, else those within Scope.
 type HostDeviations struct {
-	HostID     string
+	HostID string
+	// Deviations is the host's complete drift when Scope is nil. When
+	// Scope is set, it is the host's deviations within the scope only: the
+	// result of a partial re-check (baseline.Scope).
 	Deviations []baseline.Deviation
+	// Scope, when set, limits the replacement to the open drift whose
+	// identity it contains (baseline.Scope.ContainsIdentity): those not
+	// among Deviations are resolved, while open drift outside the scope
+	// is left untouched, neither resolved nor updated. Deviations are
+	// opened and updated as without a scope, even one outside the scope:
+	// the caller must not give such.
+	Scope *baseline.Scope
 }
 
 // Drift change operations.
@@ -77,9 +88,13 @@ type DriftStore interface {
 	// deviations, in one transaction for the whole batch: deviations not
 	// open are opened at now, open ones whose values changed are updated
 	// (an acceptance is cleared when Actual changed), open ones not given
-	// are resolved at now. It returns the changes; a host whose drift is
-	// unchanged costs reads only. Deviations given twice for one identity:
-	// the first counts.
+	// are resolved at now. For a host with a Scope, only its open drift
+	// within the scope (Scope.ContainsIdentity) is resolved when not
+	// given; its open drift outside the scope is left as it is, and its
+	// deviations are still opened and updated as above, whatever the
+	// scope. It returns the changes; a host whose drift is unchanged
+	// (within its scope, for a scoped host) costs reads only. Deviations
+	// given twice for one identity: the first counts.
 	ReplaceHostDrift(ctx context.Context, now time.Time, hosts ...HostDeviations) ([]DriftEvent, error)
 	// GetDrift returns ErrNotFound for an unknown ID.
 	GetDrift(ctx context.Context, id string) (*Drift, error)

@@ -4,8 +4,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/quantumlayer/qinfra/pkg/inventory"
@@ -203,9 +206,46 @@ type Inventory interface {
 	// The items may be shared with other callers (a backend may cache
 	// decoded items), so callers must not modify them.
 	ListItems(ctx context.Context, hostID, kind string) ([]*commonv1.Item, error)
+	// FindItems returns the host's items whose kind is p.Kind and whose key
+	// starts with p.Key, for any p of prefixes (an empty Key: every item of
+	// the kind), ordered by kind then key (byte order), each item once. It
+	// returns ErrNotFound for an unknown host. Like ListItems, the items may
+	// be shared with other callers and must not be modified. A backend
+	// reads only the matching part of the host's items, so a few point
+	// lookups cost little on a host with thousands; prefixes of unknown
+	// kinds match nothing.
+	FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error)
 	// CountItems returns the number of items per kind. It returns
 	// ErrNotFound for an unknown host.
 	CountItems(ctx context.Context, hostID string) (map[string]int, error)
+}
+
+// MergePrefixes returns the item key ranges FindItems reads for prefixes:
+// the prefixes of known kinds, ordered by kind then key (byte order),
+// without those a prefix of the same kind covers (duplicates included).
+// The ranges of the prefixes it returns are disjoint and in order, so
+// reading them one after the other yields each item once, in order.
+func MergePrefixes(prefixes []inventory.Ref) []inventory.Ref {
+	out := make([]inventory.Ref, 0, len(prefixes))
+	for _, p := range prefixes {
+		if slices.Contains(inventory.Kinds, p.Kind) {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b inventory.Ref) int {
+		return cmp.Or(strings.Compare(a.Kind, b.Kind), strings.Compare(a.Key, b.Key))
+	})
+	// A prefix covering another sorts before it, and so does every prefix
+	// between them: comparing with the last one kept is enough.
+	n := 0
+	for _, p := range out {
+		if n > 0 && out[n-1].Kind == p.Kind && strings.HasPrefix(p.Key, out[n-1].Key) {
+			continue
+		}
+		out[n] = p
+		n++
+	}
+	return out[:n]
 }
 
 // AuditEntry records one mutating action. Entries form a hash chain: each

@@ -37,8 +37,8 @@ var fingerprint = store.DriftFingerprint
 func openEntry(n uint64, fp []byte) []byte { return append(u64(n), fp...) }
 
 // hostDriftDiff says whether a host's deviations differ from its open
-// drift as drift_open records it.
-func hostDriftDiff(open *bolt.Bucket, devs []baseline.Deviation) bool {
+// drift as drift_open records it, within scope (nil: all of it).
+func hostDriftDiff(open *bolt.Bucket, devs []baseline.Deviation, scope *baseline.Scope) bool {
 	seen := make(map[string]bool, len(devs))
 	for i := range devs {
 		id := devs[i].Identity()
@@ -54,7 +54,21 @@ func hostDriftDiff(open *bolt.Bucket, devs []baseline.Deviation) bool {
 			return true
 		}
 	}
-	return open != nil && open.Stats().KeyN != len(seen)
+	if open == nil {
+		return false
+	}
+	if scope == nil {
+		return open.Stats().KeyN != len(seen)
+	}
+	// Every deviation given is open: the drift differs if an open one in
+	// the scope was not given.
+	c := open.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if !seen[string(k)] && scope.ContainsIdentity(string(k)) {
+			return true
+		}
+	}
+	return false
 }
 
 // ReplaceHostDrift implements store.DriftStore. A read transaction first
@@ -68,7 +82,7 @@ func (s *Store) ReplaceHostDrift(ctx context.Context, now time.Time, hosts ...st
 			if root != nil {
 				open = root.Bucket([]byte(h.HostID))
 			}
-			if hostDriftDiff(open, h.Deviations) {
+			if hostDriftDiff(open, h.Deviations, h.Scope) {
 				changed = append(changed, i)
 			}
 		}
@@ -133,6 +147,8 @@ func putDrift(b *bolt.Bucket, n uint64, d *store.Drift) error {
 	return b.Put(u64(n), v)
 }
 
+// replaceHost replaces the host's open drift within h.Scope by
+// h.Deviations; open drift outside the scope is not touched.
 func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.DriftEvent, error) {
 	if h.HostID == "" {
 		return nil, fmt.Errorf("%w: empty host ID", store.ErrInvalid)
@@ -200,7 +216,7 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 	var gone [][]byte
 	c := open.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if !seen[string(k)] {
+		if !seen[string(k)] && h.Scope.ContainsIdentity(string(k)) {
 			gone = append(gone, bytes.Clone(k))
 			n := binary.BigEndian.Uint64(v[:8])
 			d, err := getDrift(b.drift, n)

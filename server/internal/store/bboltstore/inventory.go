@@ -622,6 +622,36 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 	return out, nil
 }
 
+// FindItems returns the host's items of the given kinds whose keys start
+// with the given prefixes, ordered by kind then key. One read transaction
+// seeks each prefix's range in the host's chunk index (after dropping
+// prefixes a shorter one covers) and reads it to its end only.
+func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
+	merged := store.MergePrefixes(prefixes)
+	keys := make([][]byte, len(merged))
+	for i, p := range merged {
+		keys[i] = itemKey(p)
+	}
+	var out []*commonv1.Item
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		if !hostExists(tx, hostID) {
+			return store.ErrNotFound
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		ss := newSets(tx, s.salt)
+		return ss.findPrefixes(hostIndex(tx, hostID), keys, s.chunks, func(it *commonv1.Item) {
+			out = append(out, it)
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("find items of host %s: %w", hostID, err)
+	}
+	return out, nil
+}
+
 // CountItems returns the number of the host's items per kind.
 func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, error) {
 	counts := make(map[string]int)

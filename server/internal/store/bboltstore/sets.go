@@ -456,8 +456,50 @@ func (s *sets) refBlobs(blobs map[string]int64) error {
 	return nil
 }
 
-// forEntries calls fn for a host's entries in key order, from the chunk
-// holding from (nil: the first) until fn returns false.
+// seekChunk positions c, a cursor on a host's chunk index, on the chunk
+// that may hold from: the last starting at or before it, or the first.
+// It returns that chunk's index entry; nil k for an empty index.
+func seekChunk(c *bolt.Cursor, from []byte) (k, v []byte) {
+	if from == nil {
+		return c.First()
+	}
+	switch k, v = c.Seek(from); {
+	case k == nil:
+		k, v = c.Last()
+	case !bytes.Equal(k, from):
+		if k, v = c.Prev(); k == nil {
+			k, v = c.First()
+		}
+	}
+	return k, v
+}
+
+// chunkItems returns the decoded items of chunk id, taken from cache when
+// it has them.
+func (s *sets) chunkItems(id []byte, cache *chunkCache) ([]*commonv1.Item, error) {
+	if items, ok := cache.get(id); ok {
+		return items, nil
+	}
+	entries, err := s.loadChunk(id)
+	if err != nil {
+		return nil, err
+	}
+	items := make([]*commonv1.Item, 0, len(entries))
+	for _, e := range entries {
+		it, err := s.item(e)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	// Only chunks several hosts share are worth keeping: a host's own
+	// chunks would push the shared ones out.
+	if n, err := count(s.chunkRefs, id); err == nil && n > 1 {
+		cache.put(id, items)
+	}
+	return items, nil
+}
+
 // forChunks calls fn with the decoded items of each chunk of the index
 // from the one that may hold from onwards, in key order, taking decoded
 // chunks from cache when it has them. fn returns false to stop. Items
@@ -467,39 +509,10 @@ func (s *sets) forChunks(idx *bolt.Bucket, from []byte, cache *chunkCache, fn fu
 		return nil
 	}
 	c := idx.Cursor()
-	var k, v []byte
-	if from == nil {
-		k, v = c.First()
-	} else {
-		switch k, v = c.Seek(from); {
-		case k == nil:
-			k, v = c.Last()
-		case !bytes.Equal(k, from):
-			if k, v = c.Prev(); k == nil {
-				k, v = c.First()
-			}
-		}
-	}
-	for ; k != nil; k, v = c.Next() {
-		items, ok := cache.get(v)
-		if !ok {
-			entries, err := s.loadChunk(v)
-			if err != nil {
-				return err
-			}
-			items = make([]*commonv1.Item, 0, len(entries))
-			for _, e := range entries {
-				it, err := s.item(e)
-				if err != nil {
-					return err
-				}
-				items = append(items, it)
-			}
-			// Only chunks several hosts share are worth keeping: a host's
-			// own chunks would push the shared ones out.
-			if n, err := count(s.chunkRefs, v); err == nil && n > 1 {
-				cache.put(v, items)
-			}
+	for k, v := seekChunk(c, from); k != nil; k, v = c.Next() {
+		items, err := s.chunkItems(v, cache)
+		if err != nil {
+			return err
 		}
 		if !fn(items) {
 			return nil
@@ -508,26 +521,69 @@ func (s *sets) forChunks(idx *bolt.Bucket, from []byte, cache *chunkCache, fn fu
 	return nil
 }
 
+// findPrefixes calls fn with the items of the index whose item keys
+// start with one of prefixes, which are item key prefixes (kind, NUL,
+// key prefix), sorted, none a prefix of another. Each range is sought in
+// the index and read until its keys pass the prefix; a chunk starting
+// past it is not read.
+func (s *sets) findPrefixes(idx *bolt.Bucket, prefixes [][]byte, cache *chunkCache, fn func(*commonv1.Item)) error {
+	if idx == nil {
+		return nil
+	}
+	c := idx.Cursor()
+	// The chunk decoded last: consecutive prefixes often fall in one.
+	var lastID []byte
+	var last []*commonv1.Item
+	var buf []byte
+	for _, p := range prefixes {
+		for k, v := seekChunk(c, p); k != nil; k, v = c.Next() {
+			if bytes.Compare(k, p) > 0 && !bytes.HasPrefix(k, p) {
+				break // the chunk starts past the prefix's range
+			}
+			if !bytes.Equal(v, lastID) {
+				items, err := s.chunkItems(v, cache)
+				if err != nil {
+					return err
+				}
+				lastID, last = bytes.Clone(v), items
+			}
+			// The chunk's items at or after p, up to the first past it.
+			i := sort.Search(len(last), func(i int) bool {
+				buf = itemKeyOf(buf[:0], last[i])
+				return bytes.Compare(buf, p) >= 0
+			})
+			past := false
+			for _, it := range last[i:] {
+				buf = itemKeyOf(buf[:0], it)
+				if !bytes.HasPrefix(buf, p) {
+					past = true
+					break
+				}
+				fn(it)
+			}
+			if past {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// itemKeyOf appends the item key of it to b.
+func itemKeyOf(b []byte, it *commonv1.Item) []byte {
+	b = append(b, it.GetKind()...)
+	b = append(b, 0)
+	return append(b, it.GetKey()...)
+}
+
+// forEntries calls fn for a host's entries in key order, from the chunk
+// holding from (nil: the first) until fn returns false.
 func (s *sets) forEntries(idx *bolt.Bucket, from []byte, fn func(entry) (bool, error)) error {
 	if idx == nil {
 		return nil
 	}
 	c := idx.Cursor()
-	var k, v []byte
-	if from == nil {
-		k, v = c.First()
-	} else {
-		// The chunk holding from starts at or before it, if any does.
-		switch k, v = c.Seek(from); {
-		case k == nil:
-			k, v = c.Last()
-		case !bytes.Equal(k, from):
-			if k, v = c.Prev(); k == nil {
-				k, v = c.First()
-			}
-		}
-	}
-	for ; k != nil; k, v = c.Next() {
+	for k, v := seekChunk(c, from); k != nil; k, v = c.Next() {
 		entries, err := s.loadChunk(v)
 		if err != nil {
 			return err

@@ -100,6 +100,8 @@ func (s *Store) openDrift(ctx context.Context, q querier, hostIDs []string) (map
 	return out, rows.Err()
 }
 
+// hostDriftChanged says whether h differs from the host's open drift,
+// within h.Scope.
 func hostDriftChanged(open map[string]openDrift, h *store.HostDeviations) bool {
 	seen := make(map[string]bool, len(h.Deviations))
 	for i := range h.Deviations {
@@ -113,7 +115,17 @@ func hostDriftChanged(open map[string]openDrift, h *store.HostDeviations) bool {
 			return true
 		}
 	}
-	return len(open) != len(seen)
+	if h.Scope == nil {
+		return len(open) != len(seen)
+	}
+	// Every deviation given is open: the drift differs if an open one in
+	// the scope was not given.
+	for id := range open {
+		if !seen[id] && h.Scope.ContainsIdentity(id) {
+			return true
+		}
+	}
+	return false
 }
 
 func scanDoc(doc []byte) (*store.Drift, error) {
@@ -121,6 +133,8 @@ func scanDoc(doc []byte) (*store.Drift, error) {
 	return d, json.Unmarshal(doc, d)
 }
 
+// replaceHostDrift replaces the host's open drift within h.Scope by
+// h.Deviations; open drift outside the scope is not touched.
 func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.HostDeviations) ([]store.DriftEvent, error) {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('qinfra.drift:' || $1))`, h.HostID); err != nil {
 		return nil, err
@@ -213,8 +227,8 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 		events = append(events, store.DriftEvent{Op: store.DriftOpened, Drift: d})
 	}
 	for _, ident := range order {
-		if seen[ident] {
-			continue
+		if seen[ident] || !h.Scope.ContainsIdentity(ident) {
+			continue // given, or outside the scope: left as it is
 		}
 		c := open[ident]
 		c.d.ResolvedAt, c.d.UpdatedAt, c.d.Acceptance = now, now, nil

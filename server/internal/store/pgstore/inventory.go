@@ -405,6 +405,85 @@ func (s *Store) listItems(ctx context.Context, hostID, kind string) ([]*commonv1
 	return out, err
 }
 
+// FindItems returns the host's items of the given kinds whose keys start
+// with the given prefixes, ordered by kind then key. After dropping
+// prefixes a shorter one covers, one query reads the key range
+// [prefix, keySuccessor(prefix)) of each, through the host_items primary
+// key (hkey, kind, key), both bounds being index conditions.
+func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
+	out, err := s.findItems(ctx, hostID, prefixes)
+	if err != nil {
+		return nil, fmt.Errorf("find items of host %s: %w", hostID, err)
+	}
+	return out, nil
+}
+
+func (s *Store) findItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
+	hkey, err := hostKey(ctx, s.pool, hostID)
+	if err != nil {
+		return nil, err
+	}
+	merged := store.MergePrefixes(prefixes)
+	if len(merged) == 0 {
+		return nil, nil
+	}
+	kinds := make([]string, len(merged))
+	los := make([][]byte, len(merged))
+	his := make([][]byte, len(merged))
+	for i, p := range merged {
+		kinds[i], los[i], his[i] = p.Kind, []byte(p.Key), keySuccessor([]byte(p.Key))
+	}
+	rows, err := s.pool.Query(ctx, `SELECT h.kind, h.key, h.body_hash, i.body
+		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
+		JOIN host_items h ON h.hkey = $1 AND h.kind = p.kind AND h.key >= p.lo AND h.key < p.hi
+		LEFT JOIN items i ON i.body_hash = h.body_hash
+		ORDER BY h.kind, h.key`, hkey, kinds, los, his)
+	if err != nil {
+		return nil, err
+	}
+	var out []*commonv1.Item
+	var r, prev inventory.Ref
+	var key, bodyHash, body []byte
+	_, err = pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
+		r.Key = string(key)
+		if len(out) > 0 && r == prev {
+			return nil // the ranges are disjoint; this is only a safeguard
+		}
+		prev = r
+		it, err := decodeBody(r, bodyHash, body)
+		if err != nil {
+			return err
+		}
+		out = append(out, it)
+		return nil
+	})
+	return out, err
+}
+
+// keyCeiling is greater than every stored item key, none of which starts
+// with 4097 0xff bytes: inventory.Validate admits keys of at most 4096
+// bytes, and a key is a proto3 string, valid UTF-8, which has no 0xff byte.
+var keyCeiling = bytes.Repeat([]byte{0xff}, 4097)
+
+// keySuccessor returns the upper bound of the keys prefix starts: the
+// least byte string greater than all of them, prefix without its trailing
+// 0xff bytes and its last byte incremented; keyCeiling when there is none
+// (an empty or all-0xff prefix: the keys from prefix on all start with
+// it). A NULL bound with "hi IS NULL OR key < hi" instead would make the
+// bound a filter on an index scan to the end of the kind.
+func keySuccessor(prefix []byte) []byte {
+	n := len(prefix)
+	for n > 0 && prefix[n-1] == 0xff {
+		n--
+	}
+	if n == 0 {
+		return keyCeiling
+	}
+	hi := bytes.Clone(prefix[:n])
+	hi[n-1]++
+	return hi
+}
+
 // CountItems returns the number of the host's items per kind.
 func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, error) {
 	counts := make(map[string]int)

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ var driftTests = []test{
 	{"DriftOpenUpdateResolve", testDriftOpenUpdateResolve},
 	{"DriftListFilters", testDriftListFilters},
 	{"DriftAcceptAndExpire", testDriftAcceptAndExpire},
+	{"DriftScopedReplace", testDriftScopedReplace},
 }
 
 func dev(bl, key, actual string) baseline.Deviation {
@@ -188,4 +190,137 @@ func testDriftAcceptAndExpire(t *testing.T, s store.Store) {
 	if _, err := s.AcceptDrift(ctx, byKey["openssl"], a); !errors.Is(err, store.ErrInvalid) {
 		t.Fatalf("AcceptDrift resolved: %v, want ErrInvalid", err)
 	}
+}
+
+// replaceScoped is replace for a scoped re-check; the events come sorted,
+// the contract not ordering them.
+func replaceScoped(t *testing.T, s store.Store, now time.Time, host string, scope *baseline.Scope, devs ...baseline.Deviation) []string {
+	t.Helper()
+	ev, err := s.ReplaceHostDrift(t.Context(), now, store.HostDeviations{HostID: host, Deviations: devs, Scope: scope})
+	if err != nil {
+		t.Fatalf("ReplaceHostDrift(%s, scoped): %v", host, err)
+	}
+	var out []string
+	for _, e := range ev {
+		out = append(out, e.Op+" "+e.Drift.Key)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func fileDev(bl, path, actual string) baseline.Deviation {
+	return baseline.Deviation{
+		Baseline: bl, BaselineVersion: 1, Type: baseline.TypePermissions, Severity: baseline.SeverityHigh, Action: "alert",
+		Kind: "file", Key: path, Rule: baseline.RuleFileMode, Expected: "0644", Actual: actual,
+	}
+}
+
+func testDriftScopedReplace(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t1, t2, t3, t4 := t0, t0.Add(time.Minute), t0.Add(2*time.Minute), t0.Add(3*time.Minute)
+	// A complete evaluation opens everything.
+	replace(t, s, t1, "h1",
+		dev("web", "openssl", "1.0"), dev("web", "curl", "not installed"), dev("web", "zlib:amd64", "1.2"),
+		dev("web", "bash", "4.0"), fileDev("web", "/etc/motd", "0666"))
+	replace(t, s, t1, "h2", dev("web", "openssl", "1.0"))
+	before := map[string]*store.Drift{}
+	for _, d := range listDrift(t, s, store.DriftFilter{HostID: "h1"}) {
+		before[d.Key] = d
+	}
+	if len(before) != 5 {
+		t.Fatalf("open drift of h1 = %q", slices.Collect(maps.Keys(before)))
+	}
+	// unchanged checks that the drift of each key is open as t1 left it.
+	unchanged := func(what string, ks ...string) {
+		t.Helper()
+		for _, k := range ks {
+			d, err := s.GetDrift(ctx, before[k].ID)
+			if err != nil || !d.Open() || !d.UpdatedAt.Equal(t1) || d.Actual != before[k].Actual {
+				t.Fatalf("%s: drift of %s = %+v, %v; want open and unchanged since t1", what, k, d, err)
+			}
+		}
+	}
+
+	// A re-check of openssl, zlib (by name: its key is "name:arch") and
+	// nginx: openssl changed, zlib is gone, nginx is new. curl, bash and
+	// the file are outside the scope: not given, yet not resolved.
+	scope := &baseline.Scope{}
+	scope.AddPackage("openssl")
+	scope.AddPackage("zlib")
+	scope.AddPackage("nginx")
+	got := replaceScoped(t, s, t2, "h1", scope, dev("web", "openssl", "1.1"), dev("web", "nginx", "not installed"))
+	if want := []string{"opened nginx", "resolved zlib:amd64", "updated openssl"}; !slices.Equal(got, want) {
+		t.Fatalf("scoped replace = %q, want %q", got, want)
+	}
+	unchanged("after a scoped replace", "curl", "bash", "/etc/motd")
+	if d, err := s.GetDrift(ctx, before["openssl"].ID); err != nil || !d.Open() || d.Actual != "1.1" || !d.UpdatedAt.Equal(t2) || !d.OpenedAt.Equal(t1) {
+		t.Fatalf("updated drift = %+v, %v", d, err)
+	}
+	if d, err := s.GetDrift(ctx, before["zlib:amd64"].ID); err != nil || d.Open() || !d.ResolvedAt.Equal(t2) {
+		t.Fatalf("resolved drift = %+v, %v", d, err)
+	}
+	if got, want := keys(listDrift(t, s, store.DriftFilter{HostID: "h1"})), []string{
+		"h1/openssl/1.1", "h1/curl/not installed", "h1/bash/4.0", "h1//etc/motd/0666", "h1/nginx/not installed",
+	}; !slices.Equal(sorted(got), sorted(want)) {
+		t.Fatalf("open drift = %q, want %q", got, want)
+	}
+	// The other host was not touched.
+	if got := keys(listDrift(t, s, store.DriftFilter{HostID: "h2"})); !slices.Equal(got, []string{"h2/openssl/1.0"}) {
+		t.Fatalf("open drift of h2 = %q", got)
+	}
+
+	// The same re-check again: nothing changed within the scope, so
+	// nothing happens, though open drift outside it was not given.
+	if got := replaceScoped(t, s, t3, "h1", scope, dev("web", "openssl", "1.1"), dev("web", "nginx", "not installed")); len(got) != 0 {
+		t.Fatalf("unchanged scoped replace = %q", got)
+	}
+	// An empty scope with no deviations changes nothing.
+	if got := replaceScoped(t, s, t3, "h1", &baseline.Scope{}); len(got) != 0 {
+		t.Fatalf("empty scoped replace = %q", got)
+	}
+	unchanged("after unchanged scoped replaces", "curl", "bash", "/etc/motd")
+	if n := len(listDrift(t, s, store.DriftFilter{HostID: "h1"})); n != 5 {
+		t.Fatalf("%d open drifts after unchanged scoped replaces, want 5", n)
+	}
+
+	// A file scope resolves the file's drift only; a scope that names a
+	// package that is a prefix of another name, but not the name, leaves
+	// that one alone ("bas" is not "bash").
+	fscope := &baseline.Scope{}
+	fscope.AddFile("/etc/motd")
+	fscope.AddPackage("bas")
+	fscope.AddPackage("zlib")
+	if got := replaceScoped(t, s, t3, "h1", fscope); !slices.Equal(got, []string{"resolved /etc/motd"}) {
+		t.Fatalf("file scoped replace = %q", got)
+	}
+	unchanged("after a file scoped replace", "curl", "bash")
+
+	// Several hosts in one call, scoped and not: each as documented.
+	cscope := &baseline.Scope{}
+	cscope.AddPackage("curl")
+	ev, err := s.ReplaceHostDrift(ctx, t4,
+		store.HostDeviations{HostID: "h1", Scope: cscope, Deviations: []baseline.Deviation{dev("web", "curl", "7.0")}},
+		store.HostDeviations{HostID: "h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []string
+	for _, e := range ev {
+		evs = append(evs, e.Drift.HostID+" "+e.Op+" "+e.Drift.Key)
+	}
+	if want := []string{"h1 updated curl", "h2 resolved openssl"}; !slices.Equal(sorted(evs), want) {
+		t.Fatalf("batch replace = %q, want %q", evs, want)
+	}
+	unchanged("after a batch replace", "bash")
+	if got, want := keys(listDrift(t, s, store.DriftFilter{})), []string{
+		"h1/openssl/1.1", "h1/curl/7.0", "h1/bash/4.0", "h1/nginx/not installed",
+	}; !slices.Equal(sorted(got), sorted(want)) {
+		t.Fatalf("open drift = %q, want %q", got, want)
+	}
+}
+
+func sorted(ss []string) []string {
+	out := slices.Clone(ss)
+	slices.Sort(out)
+	return out
 }

@@ -3,6 +3,8 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +31,8 @@ var inventoryTests = []test{
 	{"Inventory/InvalidUpdate", testInventoryInvalidUpdate},
 	{"Inventory/HostsIsolated", testInventoryHostsIsolated},
 	{"Inventory/Large", testInventoryLarge},
+	{"Inventory/FindItems", testFindItems},
+	{"Inventory/FindItemsLarge", testFindItemsLarge},
 }
 
 // baseItems is a small inventory of every kind, in no particular order,
@@ -516,4 +520,212 @@ func testInventoryLarge(t *testing.T, s store.Store) {
 	cur := applyDelta(items, ups, rem)
 	wantItems(t, s, "host-1", cur)
 	wantState(t, s, "host-1", stateOf(d, cur))
+}
+
+func pkgArch(name, version, arch string) *commonv1.Item {
+	return seal(&commonv1.Item{
+		Kind: inventory.KindPackage, Key: "dpkg:" + name + ":" + arch,
+		Body: &commonv1.Item_Package{Package: &commonv1.Package{
+			Manager: "dpkg", Name: name, Version: version, Arch: arch, SourceName: name, Status: "installed",
+		}},
+	})
+}
+
+// findItems calls FindItems and checks its result against the host's
+// items that ListItems returns, filtered by the prefixes.
+func findItems(t *testing.T, s store.Store, host string, prefixes ...inventory.Ref) []*commonv1.Item {
+	t.Helper()
+	all, err := s.ListItems(t.Context(), host, "")
+	if err != nil {
+		t.Fatalf("ListItems(%s): %v", host, err)
+	}
+	return findIn(t, s, host, all, prefixes...)
+}
+
+// findIn is findItems given the host's items as ListItems returns them.
+func findIn(t *testing.T, s store.Store, host string, all []*commonv1.Item, prefixes ...inventory.Ref) []*commonv1.Item {
+	t.Helper()
+	got, err := s.FindItems(t.Context(), host, prefixes)
+	if err != nil {
+		t.Fatalf("FindItems(%s, %q): %v", host, prefixes, err)
+	}
+	var want []*commonv1.Item
+	for _, it := range all {
+		for _, p := range prefixes {
+			if it.GetKind() == p.Kind && strings.HasPrefix(it.GetKey(), p.Key) {
+				want = append(want, it)
+				break
+			}
+		}
+	}
+	sameItems(t, fmt.Sprintf("FindItems(%s, %q)", host, prefixes), got, want)
+	return got
+}
+
+// refStrings returns the items' refs as strings.
+func refStrings(items []*commonv1.Item) []string {
+	out := []string{}
+	for _, it := range items {
+		out = append(out, inventory.RefOf(it).String())
+	}
+	return out
+}
+
+func pkgRef(prefix string) inventory.Ref {
+	return inventory.Ref{Kind: inventory.KindPackage, Key: prefix}
+}
+
+func fileRef(prefix string) inventory.Ref {
+	return inventory.Ref{Kind: inventory.KindFile, Key: prefix}
+}
+
+func testFindItems(t *testing.T, s store.Store) {
+	enrollHosts(t, s, "host-1", "host-2", "empty")
+	items := append(baseItems(),
+		pkgArch("openssl", "3.0.11-1~deb12u2", "i386"),
+		pkg("openssl-dev", "3.0.11-1~deb12u2"),
+		pkg("openssh-server", "1:9.2p1-2"),
+		pkg("opens", "1"),
+		file("/etc/ssh/sshd_config.d/extra.conf", "cc33"),
+		file("/etc/ssh/sshd_config~", "dd44"),
+		user("alice2", 1002),
+	)
+	base := fullUpdate("host-1", "sp", 1, items)
+	apply(t, s, base, store.Applied)
+	// Another host's items are not found.
+	apply(t, s, fullUpdate("host-2", "sp", 1, []*commonv1.Item{pkg("openssl", "9"), file("/etc/passwd", "ff")}), store.Applied)
+
+	for _, tc := range []struct {
+		name     string
+		prefixes []inventory.Ref
+		want     []string
+	}{
+		{"several kinds", []inventory.Ref{
+			{Kind: inventory.KindUser, Key: "alice"}, pkgRef("dpkg:openssl:"), fileRef("/etc/passwd"), {Kind: inventory.KindOS},
+		}, []string{
+			"file//etc/passwd", "os/host", "package/dpkg:openssl:amd64", "package/dpkg:openssl:i386", "user/alice", "user/alice2",
+		}},
+		{"overlapping", []inventory.Ref{pkgRef("dpkg:openssl:"), pkgRef("dpkg:open"), pkgRef("dpkg:openssl-dev:"), pkgRef("dpkg:open")}, []string{
+			"package/dpkg:opens:amd64", "package/dpkg:openssh-server:amd64", "package/dpkg:openssl-dev:amd64",
+			"package/dpkg:openssl:amd64", "package/dpkg:openssl:i386",
+		}},
+		{"one name of several sharing a prefix", []inventory.Ref{pkgRef("dpkg:opens:")}, []string{"package/dpkg:opens:amd64"}},
+		{"exact file path prefixing others", []inventory.Ref{fileRef("/etc/ssh/sshd_config")}, []string{
+			"file//etc/ssh/sshd_config", "file//etc/ssh/sshd_config.d/extra.conf", "file//etc/ssh/sshd_config~",
+		}},
+		{"whole kind", []inventory.Ref{{Kind: inventory.KindUser}, {Kind: inventory.KindUser, Key: "alice"}}, []string{
+			"user/Zed", "user/alice", "user/alice2", "user/root",
+		}},
+		{"whole kinds", []inventory.Ref{{Kind: inventory.KindService}, {Kind: inventory.KindGroup}}, []string{
+			"group/sudo", "service/ssh.service",
+		}},
+		{"no match", []inventory.Ref{pkgRef("dpkg:nope:"), pkgRef("rpm:"), fileRef("/etc/ssh/sshd_config.e"), fileRef("/etc/z")}, []string{}},
+		{"kind without items", []inventory.Ref{{Kind: inventory.KindPort}, {Kind: inventory.KindProcess, Key: "x"}}, []string{}},
+		{"unknown kinds", []inventory.Ref{{Kind: "gadget"}, {Kind: "package\x00dpkg:openssl"}, {Kind: "packag"}, {Kind: ""}}, []string{}},
+		{"unknown kind beside a known one", []inventory.Ref{{Kind: "gadget"}, pkgRef("dpkg:bash:")}, []string{"package/dpkg:bash:amd64"}},
+		{"0xff bytes", []inventory.Ref{fileRef("\xff"), fileRef("/etc/passwd\xff"), fileRef("/etc/ssh/sshd_config\xff\xff")}, []string{}},
+		{"no prefixes", nil, []string{}},
+	} {
+		got := findItems(t, s, "host-1", tc.prefixes...)
+		if rs := refStrings(got); !slices.Equal(rs, tc.want) {
+			t.Errorf("%s: FindItems(%q) = %q, want %q", tc.name, tc.prefixes, rs, tc.want)
+		}
+	}
+
+	// A host without items, an unknown host.
+	if got, err := s.FindItems(t.Context(), "empty", []inventory.Ref{{Kind: inventory.KindPackage}}); err != nil || len(got) != 0 {
+		t.Fatalf("FindItems(host without items) = %d items, %v", len(got), err)
+	}
+	for _, host := range []string{"ghost", "host-", ""} {
+		if _, err := s.FindItems(t.Context(), host, []inventory.Ref{{Kind: inventory.KindPackage}}); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("FindItems(%q) error = %v, want ErrNotFound", host, err)
+		}
+		if _, err := s.FindItems(t.Context(), host, nil); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("FindItems(%q, no prefixes) error = %v, want ErrNotFound", host, err)
+		}
+	}
+
+	// After a delta: a changed, an added and a removed item.
+	ups := []*commonv1.Item{pkg("openssl", "3.0.13-1~deb12u1"), pkgArch("openssl", "3.0.13-1~deb12u1", "arm64"), file("/etc/ssh/sshd_config.d/more.conf", "ee55")}
+	rem := []inventory.Ref{pkgRef("dpkg:openssl:i386"), fileRef("/etc/ssh/sshd_config~"), {Kind: inventory.KindUser, Key: "alice2"}}
+	apply(t, s, deltaUpdate("host-1", "sp", 2, items, ups, rem), store.Applied)
+	got := findItems(t, s, "host-1", pkgRef("dpkg:openssl:"), fileRef("/etc/ssh/sshd_config"), inventory.Ref{Kind: inventory.KindUser, Key: "alice"})
+	if rs, want := refStrings(got), []string{
+		"file//etc/ssh/sshd_config", "file//etc/ssh/sshd_config.d/extra.conf", "file//etc/ssh/sshd_config.d/more.conf",
+		"package/dpkg:openssl:amd64", "package/dpkg:openssl:arm64", "user/alice",
+	}; !slices.Equal(rs, want) {
+		t.Fatalf("FindItems after a delta = %q, want %q", rs, want)
+	}
+	if v := got[3].GetPackage().GetVersion(); v != "3.0.13-1~deb12u1" {
+		t.Fatalf("FindItems after a delta: openssl version %q", v)
+	}
+	// The other host still has its own.
+	got = findItems(t, s, "host-2", pkgRef("dpkg:openssl:"), fileRef("/etc/"))
+	if rs := refStrings(got); !slices.Equal(rs, []string{"file//etc/passwd", "package/dpkg:openssl:amd64"}) || got[1].GetPackage().GetVersion() != "9" {
+		t.Fatalf("FindItems(host-2) = %q", rs)
+	}
+}
+
+func testFindItemsLarge(t *testing.T, s store.Store) {
+	enrollHosts(t, s, "host-1")
+	const n = 3000
+	items := make([]*commonv1.Item, 0, n+40)
+	for i := range n {
+		items = append(items, pkg(fmt.Sprintf("lib%04d", i), fmt.Sprintf("1.%d-1", i)))
+	}
+	for i := range 20 {
+		items = append(items, file(fmt.Sprintf("/etc/app/%02d.conf", i), fmt.Sprintf("%064x", i)), user(fmt.Sprintf("user%02d", i), uint32(1000+i)))
+	}
+	apply(t, s, fullUpdate("host-1", "sp", 1, items), store.Applied)
+
+	check := func(cur []*commonv1.Item) {
+		t.Helper()
+		all, err := s.ListItems(t.Context(), "host-1", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Single lookups spread over the host, the first and the last.
+		for i := 0; i < n; i += 97 {
+			findIn(t, s, "host-1", all, pkgRef(fmt.Sprintf("dpkg:lib%04d:", i)))
+		}
+		findIn(t, s, "host-1", all, pkgRef("dpkg:lib0000:"))
+		findIn(t, s, "host-1", all, pkgRef(fmt.Sprintf("dpkg:lib%04d:", n-1)))
+		// Every package by its exact key, in one call: each chunk
+		// boundary lies between two prefixes.
+		var every []inventory.Ref
+		for _, it := range ofKind(cur, inventory.KindPackage) {
+			every = append(every, inventory.RefOf(it))
+		}
+		if got := findIn(t, s, "host-1", all, every...); len(got) != len(every) {
+			t.Fatalf("FindItems(every package) = %d items, want %d", len(got), len(every))
+		}
+		// Consecutive names, which share chunks, and ranges that span many.
+		var run []inventory.Ref
+		for i := 1490; i < 1530; i++ {
+			run = append(run, pkgRef(fmt.Sprintf("dpkg:lib%04d:", i)))
+		}
+		findIn(t, s, "host-1", all, run...)
+		if got := findIn(t, s, "host-1", all, pkgRef("dpkg:lib1"), pkgRef("dpkg:lib25"), inventory.Ref{Kind: inventory.KindUser}); len(got) == 0 {
+			t.Fatal("FindItems of ranges found nothing")
+		}
+		findIn(t, s, "host-1", all, pkgRef("dpkg:lib"), fileRef("/etc/app/1"))
+		findIn(t, s, "host-1", all, pkgRef(""))
+	}
+	check(items)
+
+	// A delta in the middle of the packages rewrites some chunks.
+	var ups []*commonv1.Item
+	var rem []inventory.Ref
+	for i := 1000; i < 1100; i += 3 {
+		rem = append(rem, inventory.RefOf(items[i]))
+		ups = append(ups, pkg(fmt.Sprintf("lib%04d", i+1), "2.0-1"), pkgArch(fmt.Sprintf("lib%04d", i+2), "2.0-1", "i386"))
+	}
+	apply(t, s, deltaUpdate("host-1", "sp", 2, items, ups, rem), store.Applied)
+	cur := applyDelta(items, ups, rem)
+	wantItems(t, s, "host-1", cur)
+	check(cur)
+	got := findItems(t, s, "host-1", pkgRef("dpkg:lib1000:"), pkgRef("dpkg:lib1001:"), pkgRef("dpkg:lib1002:"))
+	if rs, want := refStrings(got), []string{"package/dpkg:lib1001:amd64", "package/dpkg:lib1002:amd64", "package/dpkg:lib1002:i386"}; !slices.Equal(rs, want) {
+		t.Fatalf("FindItems after a delta = %q, want %q", rs, want)
+	}
 }
