@@ -52,7 +52,7 @@ type noun struct {
 // nouns lists the commands in the order usage shows them.
 var nouns = []noun{
 	{"hosts", "list hosts (hosts list)", runHosts},
-	{"host", "show, inspect, revoke or label one host (host get|inventory|revoke|label)", runHost},
+	{"host", "show, inspect, revoke or label one host (host get|inventory|changes|revoke|label)", runHost},
 	{"token", "create or list enrollment tokens (token create|list)", runToken},
 	{"audit", "read the audit log", runAudit},
 	{"baseline", "apply, capture, list, show or delete golden baselines (baseline apply|capture|list|get|delete)", runBaseline},

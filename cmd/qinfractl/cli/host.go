@@ -7,11 +7,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// runHost runs `host get|inventory|revoke|label`.
+// runHost runs `host get|inventory|changes|revoke|label`.
 func runHost(c *cli, args []string) error {
-	v, rest, err := c.verb("host", args, "get", "inventory", "revoke", "label")
+	v, rest, err := c.verb("host", args, "get", "inventory", "changes", "revoke", "label")
 	if err != nil {
 		return err
 	}
@@ -20,6 +21,8 @@ func runHost(c *cli, args []string) error {
 		return hostGet(c, rest)
 	case "inventory":
 		return hostInventory(c, rest)
+	case "changes":
+		return hostChanges(c, rest)
 	case "revoke":
 		return hostRevoke(c, rest)
 	default:
@@ -137,6 +140,68 @@ func kindOrder(counts map[string]int) []string {
 	}
 	slices.Sort(extra)
 	return append(out, extra...)
+}
+
+// hostChanges runs `host changes ID [--since TIME] [--limit N]`: the
+// host's timeline of inventory changes, oldest first.
+func hostChanges(c *cli, args []string) error {
+	fs := c.flagSet("host changes", "ID [--since TIME] [--limit N]")
+	since := fs.String("since", "", "only changes at or after this RFC 3339 `time`, or this long ago (e.g. 24h)")
+	limit := fs.Int("limit", 0, "at most `N` changes (server default 500)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	id, err := oneID("host changes", pos)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339, *since)
+		if err != nil {
+			d, derr := time.ParseDuration(*since)
+			if derr != nil || d < 0 {
+				return usagef("--since takes an RFC 3339 time or a duration such as 24h")
+			}
+			t = time.Now().Add(-d)
+		}
+		q.Set("since", t.UTC().Format(time.RFC3339))
+	}
+	if *limit > 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := cl.call(c.ctx, "GET", hostPath(id, "changes"), q, nil, &raw); err != nil {
+		return err
+	}
+	if c.g.output == "json" {
+		return printJSON(c.stdout, raw)
+	}
+	var resp struct {
+		Changes []struct {
+			Time    time.Time `json:"time"`
+			Op      string    `json:"op"`
+			Summary string    `json:"summary"`
+		} `json:"changes"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return fmt.Errorf("decode changes: %w", err)
+	}
+	if len(resp.Changes) == 0 {
+		fmt.Fprintln(c.stdout, "No inventory changes recorded.")
+		return nil
+	}
+	tw := table(c.stdout)
+	fmt.Fprintln(tw, "TIME\tOP\tCHANGE")
+	for _, ch := range resp.Changes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", ch.Time.UTC().Format(time.RFC3339), clean(ch.Op), clean(ch.Summary))
+	}
+	return tw.Flush()
 }
 
 // revokeHost runs `host revoke ID`.
