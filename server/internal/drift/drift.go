@@ -44,7 +44,20 @@ type Engine struct {
 	st  Store
 	log *slog.Logger
 	now func() time.Time
+
+	// The baselines, decoded, for inventory-triggered checks: at a
+	// thousand deltas a second, decoding every baseline document for each
+	// would cost more than the checks. See baselines.
+	bmu   sync.Mutex
+	blist []*baseline.Baseline
+	bat   time.Time
 }
+
+// baselineCacheTTL bounds how long an inventory-triggered check may use
+// baselines read earlier. A change through this process invalidates them
+// at once; the bound matters only for a change made through another
+// replica, whose own re-check covers the hosts it affects.
+const baselineCacheTTL = time.Second
 
 // New returns an Engine; a nil logger discards, a nil now is time.Now.
 func New(st Store, logger *slog.Logger, now func() time.Time) *Engine {
@@ -105,7 +118,7 @@ func (e *Engine) OnInventory(ctx context.Context, hostID string, full bool, chan
 		e.log.Error("drift: load host", "host", hostID, "err", err)
 		return
 	}
-	bs, err := e.st.ListBaselines(ctx)
+	bs, err := e.baselines(ctx)
 	if err != nil {
 		e.log.Error("drift: list baselines", "err", err)
 		return
@@ -162,6 +175,7 @@ func (e *Engine) CheckSelected(ctx context.Context, sel map[string]string) ([]*s
 // returns how many hosts it re-checked: none for a change of description
 // or metadata only.
 func (e *Engine) BaselineChanged(ctx context.Context, old, updated *baseline.Baseline) (int, error) {
+	e.invalidateBaselines()
 	scope := baseline.ScopeOfChange(old, updated)
 	if scope.IsEmpty() {
 		return 0, nil
@@ -181,6 +195,32 @@ func (e *Engine) BaselineChanged(ctx context.Context, old, updated *baseline.Bas
 		return 0, err
 	}
 	return len(hosts), nil
+}
+
+// baselines returns every baseline, from a cache at most
+// baselineCacheTTL old. The result is shared: callers must not modify it.
+// The lock is held while reading, so an invalidation waits for a read in
+// flight and the next call reads again.
+func (e *Engine) baselines(ctx context.Context) ([]*baseline.Baseline, error) {
+	e.bmu.Lock()
+	defer e.bmu.Unlock()
+	if e.blist != nil && time.Since(e.bat) < baselineCacheTTL {
+		return e.blist, nil
+	}
+	at := time.Now()
+	bs, err := e.st.ListBaselines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.blist, e.bat = bs, at
+	return bs, nil
+}
+
+// invalidateBaselines makes the next check read the baselines again.
+func (e *Engine) invalidateBaselines() {
+	e.bmu.Lock()
+	e.blist = nil
+	e.bmu.Unlock()
 }
 
 // check evaluates hosts against bs and writes their drift in batches. It
