@@ -88,10 +88,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		MaxMessageSize:    cfg.MaxMessageSize,
 		AllowScripts:      cfg.AllowScripts,
-		AgentVersion:      version.Version,
-		Facts:             scanner.Facts,
-		Logger:            log,
-		Watcher:           watcher,
+		// The files the host's baselines check are reported and watched
+		// too, unless the configuration refuses it.
+		AcceptBaselinePaths: cfg.AcceptBaselinePaths,
+		AgentVersion:        version.Version,
+		Facts:               scanner.Facts,
+		Logger:              log,
+		Watcher:             watcher,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -116,6 +119,12 @@ func (f *factsScanner) CollectOnly(ctx context.Context, collectors []string) ([]
 	items, err := f.inner.CollectOnly(ctx, collectors)
 	f.remember(items)
 	return items, err
+}
+
+// SetExtraPaths passes the baseline paths on to the collectors.
+func (f *factsScanner) SetExtraPaths(paths []string) bool {
+	s, ok := f.inner.(runner.ExtraPathSetter)
+	return ok && s.SetExtraPaths(paths)
 }
 
 func (f *factsScanner) remember(items []*commonv1.Item) {

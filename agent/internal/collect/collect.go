@@ -182,6 +182,22 @@ func New(cfg Config) *Set {
 	return s
 }
 
+// SetExtraPaths has the files collector, if enabled, report the literal
+// host paths besides its watch paths from its next collection on,
+// replacing those of an earlier call (see filesCollector.SetExtraPaths).
+// It reports whether the files collector is enabled. Safe to call while
+// Collect runs.
+func (s *Set) SetExtraPaths(paths []string) bool {
+	set := false
+	for _, c := range s.collectors {
+		if fc, ok := c.(*filesCollector); ok {
+			fc.SetExtraPaths(paths)
+			set = true
+		}
+	}
+	return set
+}
+
 // Names returns the names of the enabled collectors, in the order they are
 // registered.
 func (s *Set) Names() []string {

@@ -34,7 +34,11 @@ const hashBufferSize = 1 << 20
 
 // filesCollector reports the metadata and content hash of watched paths.
 type filesCollector struct {
-	patterns     []string
+	patterns []string
+	// extraMu guards extra, the literal host paths reported besides
+	// patterns (SetExtraPaths).
+	extraMu      sync.RWMutex
+	extra        []string
 	metadataOnly []string
 	maxHash      int64
 	workers      int
@@ -63,6 +67,23 @@ func newFilesCollector(cfg Config) *filesCollector {
 }
 
 func (c *filesCollector) Name() string { return "files" }
+
+// SetExtraPaths replaces the literal host paths reported besides the
+// configured watch paths; safe to call while a collection runs (it is
+// seen by the next one). The paths are never globs: each is reported,
+// as missing if it does not exist, exactly like a watched plain path.
+//
+// The caller (the agent's runner, with the paths of the host's baselines
+// from the server) thereby chooses which files are described, never what
+// is said about them: the same metadata and SHA-256 as for any watched
+// file, never content; metadata-only paths (the password files) are still
+// not hashed, symlinks are not followed, FIFOs and devices never opened,
+// and files above the hashing cap not read.
+func (c *filesCollector) SetExtraPaths(paths []string) {
+	c.extraMu.Lock()
+	defer c.extraMu.Unlock()
+	c.extra = slices.Clone(paths)
+}
 
 func (c *filesCollector) Collect(ctx context.Context, h HostFS) ([]*commonv1.Item, error) {
 	paths, globErr := c.expand(ctx, h)
@@ -138,6 +159,11 @@ func (c *filesCollector) expand(ctx context.Context, h HostFS) ([]string, error)
 			add(m)
 		}
 	}
+	c.extraMu.RLock()
+	for _, p := range c.extra {
+		add(path.Clean("/" + p))
+	}
+	c.extraMu.RUnlock()
 	return out, errors.Join(errs...)
 }
 

@@ -37,6 +37,11 @@ type Config struct {
 	// WatchPaths are files and globs whose hashes are collected; empty means
 	// the built-in defaults.
 	WatchPaths []string `yaml:"watch_paths"`
+	// AcceptBaselinePaths lets the server add the files the host's
+	// baselines check to WatchPaths, so their rules can be checked (on by
+	// default). The server only chooses which files are described, with the
+	// metadata and SHA-256 reported for any watched file, never content.
+	AcceptBaselinePaths bool `yaml:"accept_baseline_paths"`
 	// DisabledCollectors names collectors not to run.
 	DisabledCollectors []string `yaml:"disabled_collectors"`
 	// AllowScripts lets the server run arbitrary scripts on this host. Off
@@ -110,13 +115,14 @@ func validatePlugins(plugins []Plugin) error {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		StateDir:          "/var/lib/qinfra-agent",
-		HostRoot:          "/",
-		ScanInterval:      60 * time.Second,
-		HeartbeatInterval: 30 * time.Second,
-		SpoolMaxBytes:     64 << 20,
-		MaxMessageSize:    16 << 20,
-		LogLevel:          "info",
+		StateDir:            "/var/lib/qinfra-agent",
+		HostRoot:            "/",
+		ScanInterval:        60 * time.Second,
+		HeartbeatInterval:   30 * time.Second,
+		AcceptBaselinePaths: true,
+		SpoolMaxBytes:       64 << 20,
+		MaxMessageSize:      16 << 20,
+		LogLevel:            "info",
 	}
 }
 

@@ -105,3 +105,24 @@ func TestPlugins(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptBaselinePaths: on unless the file turns it off.
+func TestAcceptBaselinePaths(t *testing.T) {
+	if !Default().AcceptBaselinePaths {
+		t.Fatal("accept_baseline_paths must default to true")
+	}
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte("scan_interval: 30s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := c.Load(p); err != nil || !c.AcceptBaselinePaths {
+		t.Fatalf("a file without the key: %v, %v", c.AcceptBaselinePaths, err)
+	}
+	if err := os.WriteFile(p, []byte("accept_baseline_paths: false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Load(p); err != nil || c.AcceptBaselinePaths {
+		t.Fatalf("accept_baseline_paths: false: %v, %v", c.AcceptBaselinePaths, err)
+	}
+}

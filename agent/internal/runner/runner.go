@@ -48,7 +48,12 @@ type Options struct {
 	MaxMessageSize int
 	// AllowScripts lets the server run arbitrary scripts. Off by default.
 	AllowScripts bool
-	AgentVersion string
+	// AcceptBaselinePaths lets the server add the files the host's
+	// baselines check to those the Scanner reports and the Watcher watches
+	// (ConfigUpdate.baseline_paths; see applyBaselinePaths). The agent's
+	// configuration turns it on by default (accept_baseline_paths).
+	AcceptBaselinePaths bool
+	AgentVersion        string
 	// Facts returns the OS facts sent in Hello.
 	Facts  func() *commonv1.OSFacts
 	Logger *slog.Logger
@@ -78,6 +83,13 @@ type Runner struct {
 
 	// changeScans bounds scanLoop's scans for a watcher's changes.
 	changeScans changeLimiter
+
+	// cfgMu serialises changes of the baseline paths: baselinePaths, the
+	// valid ones applied last, and refusedPaths, how many were refused
+	// last (without AcceptBaselinePaths), for logging changes only.
+	cfgMu         sync.Mutex
+	baselinePaths []string
+	refusedPaths  int
 }
 
 // New returns a Runner.
@@ -142,6 +154,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		return errors.New("no server address configured")
 	}
 	var wg sync.WaitGroup
+	// The baseline paths of the last run are reported from the first scan
+	// on, or they would look removed until the server sends them again.
+	r.loadBaselinePaths()
 	// Watches go in place before the first scan, so no change falls
 	// between the two.
 	r.startWatch(ctx, &wg)

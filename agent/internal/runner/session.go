@@ -186,6 +186,9 @@ func (r *Runner) recvLoop(stream agentv1.AgentService_ConnectClient, renewals ch
 	}
 }
 
+// applyConfig applies a configuration from the server. None at all (a
+// Welcome without one) changes nothing; otherwise the baseline paths are
+// the complete list, and an empty one clears them.
 func (r *Runner) applyConfig(c *agentv1.ConfigUpdate) {
 	if c == nil {
 		return
@@ -195,6 +198,7 @@ func (r *Runner) applyConfig(c *agentv1.ConfigUpdate) {
 		r.scanInterval = time.Duration(s) * time.Second
 		r.mu.Unlock()
 	}
+	r.applyBaselinePaths(c.GetBaselinePaths())
 }
 
 func (r *Runner) capabilities() []string {

@@ -107,10 +107,11 @@ type target struct {
 
 func (t *target) skips(name string) bool { return t.skip != nil && t.skip(name) }
 
-// targets returns what to watch for the enabled collectors. Only the Linux
-// collectors read files; those of Windows ask the running system, so there
-// is nothing to watch for them.
-func targets(watchPaths, collectors []string) []*target {
+// targets returns what to watch for the enabled collectors, extra being
+// literal paths of the files collector besides its watch paths. Only the
+// Linux collectors read files; those of Windows ask the running system, so
+// there is nothing to watch for them.
+func targets(watchPaths, collectors, extra []string) []*target {
 	if runtime.GOOS != "linux" {
 		return nil
 	}
@@ -126,6 +127,11 @@ func targets(watchPaths, collectors []string) []*target {
 			watchPaths = collect.DefaultWatchPaths()
 		}
 		add(srcFiles, true, nil, watchPaths...)
+		for _, p := range extra {
+			if !slices.Contains(watchPaths, p) {
+				add(srcFiles, true, nil, escapeMeta(p))
+			}
+		}
 		// File items carry owner names, read from the host's account files.
 		add(srcFiles, false, nil, "/etc/passwd", "/etc/group")
 	}
@@ -262,6 +268,21 @@ func splitPath(p string) []string {
 }
 
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+// escapeMeta returns the pattern matching the literal path p only.
+func escapeMeta(p string) string {
+	if !hasMeta(p) {
+		return p
+	}
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // match reports whether name matches the path component pattern comp; a
 // malformed pattern, which collect.Config.Validate refuses, matches nothing.

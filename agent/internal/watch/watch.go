@@ -58,12 +58,12 @@ type Config struct {
 // Watcher watches the sources of the enabled collectors. Its zero value is
 // not usable; call New.
 type Watcher struct {
-	root     string
-	targets  []*target
-	all      sources // every source of the targets
-	debounce time.Duration
-	maxDelay time.Duration
-	log      *slog.Logger
+	root       string
+	watchPaths []string
+	collectors []string
+	debounce   time.Duration
+	maxDelay   time.Duration
+	log        *slog.Logger
 	// newBackend opens the notification backend; tests replace it to inject
 	// errors such as an exhausted watch limit.
 	newBackend func() (backend, error)
@@ -74,7 +74,16 @@ type Watcher struct {
 	degraded atomic.Bool
 	started  atomic.Bool
 
-	// Owned by the goroutine in Run.
+	// extraMu guards extra, the literal host paths watched for the files
+	// collector besides watchPaths (SetExtraPaths); extraSet tells Run they
+	// changed.
+	extraMu  sync.Mutex
+	extra    []string
+	extraSet chan struct{}
+
+	// Owned by the goroutine in Run (set up by New before it starts).
+	targets   []*target
+	all       sources // every source of the targets
 	b         backend
 	interests map[string][]interest
 	// watched holds what each watched directory was when its watch was
@@ -86,18 +95,18 @@ type Watcher struct {
 func New(cfg Config) *Watcher {
 	w := &Watcher{
 		root:       cfg.Root,
-		targets:    targets(cfg.WatchPaths, cfg.Collectors),
+		watchPaths: cfg.WatchPaths,
+		collectors: cfg.Collectors,
 		debounce:   cfg.Debounce,
 		maxDelay:   cfg.MaxDelay,
 		log:        cfg.Logger,
 		newBackend: newFSNotify,
 		changes:    make(chan []string),
 		ready:      make(chan struct{}),
+		extraSet:   make(chan struct{}, 1),
 		watched:    map[string]fs.FileInfo{},
 	}
-	for _, t := range w.targets {
-		w.all |= t.src
-	}
+	w.retarget()
 	if w.root == "" {
 		w.root = "/"
 	}
@@ -113,6 +122,36 @@ func New(cfg Config) *Watcher {
 	}
 	w.log = w.log.With("component", "watch")
 	return w
+}
+
+// SetExtraPaths replaces the literal host paths (never globs) watched for
+// the files collector besides Config.WatchPaths, as for
+// collect.Set.SetExtraPaths; nothing is watched for them unless "files" is
+// among Config.Collectors. Safe to call at any time, before or while Run
+// runs: the watches are laid out anew in Run's goroutine, after which the
+// files collector's change is delivered, so a scan then misses no change
+// to the new paths.
+func (w *Watcher) SetExtraPaths(paths []string) {
+	w.extraMu.Lock()
+	w.extra = slices.Clone(paths)
+	w.extraMu.Unlock()
+	select {
+	case w.extraSet <- struct{}{}:
+	default:
+	}
+}
+
+// retarget computes the targets from the configuration and the current
+// extra paths.
+func (w *Watcher) retarget() {
+	w.extraMu.Lock()
+	extra := w.extra
+	w.extraMu.Unlock()
+	w.targets = targets(w.watchPaths, w.collectors, extra)
+	w.all = 0
+	for _, t := range w.targets {
+		w.all |= t.src
+	}
 }
 
 // Changes delivers, for each debounced burst of events, the names of the
@@ -137,10 +176,22 @@ func (w *Watcher) Run(ctx context.Context) {
 	if !w.started.CompareAndSwap(false, true) {
 		panic("watch: Run called twice")
 	}
-	if len(w.targets) == 0 {
+	// Take in extra paths set between New and Run.
+	select {
+	case <-w.extraSet:
+		w.retarget()
+	default:
+	}
+	// Nothing to watch is ready at once; extra paths may give it something
+	// later.
+	for len(w.targets) == 0 {
 		w.setReady.Do(func() { close(w.ready) })
-		<-ctx.Done()
-		return
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.extraSet:
+			w.retarget()
+		}
 	}
 	b, err := w.newBackend()
 	if err != nil {
@@ -188,6 +239,22 @@ func (w *Watcher) loop(ctx context.Context) {
 			return
 		case out <- ready.names():
 			ready = 0
+		case <-w.extraSet:
+			w.retarget()
+			if err := w.sync(); err != nil {
+				w.degrade(err)
+				w.deliverNow(ctx, ready|pending)
+				return
+			}
+			w.log.Debug("extra paths watched", "dirs", len(w.interests))
+			// What the new paths are changed from is not known here:
+			// have the files rescanned now that their watches are in
+			// place.
+			if w.all&srcFiles != 0 {
+				pending |= srcFiles
+				events++
+				arm()
+			}
 		case ev, ok := <-w.b.Events():
 			if !ok {
 				w.degrade(errors.New("event stream closed"))

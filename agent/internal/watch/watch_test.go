@@ -108,9 +108,18 @@ func config(r *hostRoot, collectors ...string) Config {
 
 func start(t *testing.T, cfg Config, wrap func(backend) backend) *running {
 	t.Helper()
+	return startWith(t, cfg, wrap, nil)
+}
+
+// startWith is start, calling before (if set) on the Watcher before Run.
+func startWith(t *testing.T, cfg Config, wrap func(backend) backend, before func(*Watcher)) *running {
+	t.Helper()
 	logs := &logBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w := New(cfg)
+	if before != nil {
+		before(w)
+	}
 	if wrap != nil {
 		w.newBackend = func() (backend, error) {
 			b, err := newFSNotify()

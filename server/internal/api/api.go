@@ -30,6 +30,11 @@ type Live interface {
 	// CommandQueued tells the replica holding the host's stream that a
 	// command is waiting in the store.
 	CommandQueued(hostID, commandID string)
+	// ConfigChanged tells the replicas holding the hosts' streams that
+	// what their agents are configured with (the files their baselines
+	// check) may have changed, for every host with nil. It does not wait
+	// for the agents to be told.
+	ConfigChanged(hostIDs []string)
 }
 
 // Options configures the API handler. Store is required; every other field
@@ -218,3 +223,4 @@ type noLive struct{}
 func (noLive) Connected(string) bool        { return false }
 func (noLive) Disconnect(string, string)    {}
 func (noLive) CommandQueued(string, string) {}
+func (noLive) ConfigChanged([]string)       {}

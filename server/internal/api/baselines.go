@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/quantumlayer/qinfra/pkg/baseline"
@@ -38,8 +40,9 @@ func (s *server) readBaseline(w http.ResponseWriter, r *http.Request) (*baseline
 	return b, nil
 }
 
-// putBaseline stores b as a new version (unless unchanged), audits it and
-// re-checks the hosts it selects now or selected before.
+// putBaseline stores b as a new version (unless unchanged), audits it,
+// tells the agents when the files they must hash for it may have changed,
+// and re-checks the hosts it selects now or selected before.
 func (s *server) putBaseline(w http.ResponseWriter, r *http.Request, b *baseline.Baseline, action string, detail map[string]any) error {
 	old, err := s.store.GetBaseline(r.Context(), b.Name, 0)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -59,6 +62,9 @@ func (s *server) putBaseline(w http.ResponseWriter, r *http.Request, b *baseline
 		detail["version"] = b.Version
 		if err := s.audit(r, action, "baseline/"+b.Name, detail); err != nil {
 			return err
+		}
+		if watchedFilesChanged(old, b) {
+			s.live.ConfigChanged(nil)
 		}
 		if _, err := s.drift.BaselineChanged(r.Context(), old, b); err != nil {
 			return fmt.Errorf("re-check hosts of baseline %s (version %d stored): %w", b.Name, b.Version, err)
@@ -202,9 +208,40 @@ func (s *server) handleDeleteBaseline(w http.ResponseWriter, r *http.Request) er
 	if err := s.audit(r, "baseline.delete", "baseline/"+name, map[string]any{"last_version": old.Version}); err != nil {
 		return err
 	}
+	if watchedFilesChanged(old, nil) {
+		s.live.ConfigChanged(nil)
+	}
 	if _, err := s.drift.BaselineChanged(r.Context(), old, nil); err != nil {
 		return fmt.Errorf("re-check hosts of deleted baseline %s: %w", name, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// watchedFilesChanged reports whether a change of a baseline from old to
+// updated (either nil for a creation or a deletion) can change the files
+// agents are asked to hash for their baselines (ingest's baseline paths):
+// its file paths changed, or its selector did while it has files. Every
+// host may be concerned (the hosts either selector matches), so the caller
+// tells all of them; the agents whose list is unchanged are sent nothing.
+func watchedFilesChanged(old, updated *baseline.Baseline) bool {
+	paths := func(b *baseline.Baseline) []string {
+		if b == nil {
+			return nil
+		}
+		out := make([]string, 0, len(b.Files))
+		for _, f := range b.Files {
+			out = append(out, f.Path)
+		}
+		slices.Sort(out)
+		return out
+	}
+	po, pu := paths(old), paths(updated)
+	if len(po) == 0 && len(pu) == 0 {
+		return false
+	}
+	if !slices.Equal(po, pu) {
+		return true
+	}
+	return !maps.Equal(old.Selector, updated.Selector)
 }

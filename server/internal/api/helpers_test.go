@@ -32,6 +32,22 @@ type recordingLive struct {
 	connected   map[string]bool
 	disconnects []string
 	queued      []string
+	configs     []string
+}
+
+func (l *recordingLive) ConfigChanged(hostIDs []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if hostIDs == nil {
+		l.configs = append(l.configs, "*")
+	}
+	l.configs = append(l.configs, hostIDs...)
+}
+
+func (l *recordingLive) configCalls() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.configs...)
 }
 
 func (l *recordingLive) CommandQueued(hostID, commandID string) {
@@ -215,7 +231,8 @@ func (f *fixture) doCT(method, path, token, contentType string, body any) respon
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusTemporaryRedirect && ct != "application/json" {
+	noBody := resp.StatusCode == http.StatusTemporaryRedirect || resp.StatusCode == http.StatusNoContent
+	if ct := resp.Header.Get("Content-Type"); !noBody && ct != "application/json" {
 		f.t.Errorf("%s %s: Content-Type %q, want application/json", method, path, ct)
 	}
 	return response{status: resp.StatusCode, header: resp.Header, body: b}

@@ -291,7 +291,9 @@ func (s *server) handleLabelHost(w http.ResponseWriter, r *http.Request) error {
 	if err := s.audit(r, "host.label", "host/"+id, map[string]any{"set": req.Set, "remove": remove}); err != nil {
 		return err
 	}
-	// Labels select baselines: the host's drift may have changed.
+	// Labels select baselines: the files the host's agent must hash for
+	// them, and its drift, may have changed.
+	s.live.ConfigChanged([]string{id})
 	if _, err := s.drift.CheckHost(r.Context(), id); err != nil {
 		return fmt.Errorf("re-check drift of %s (labels applied): %w", id, err)
 	}

@@ -42,6 +42,8 @@ func (l *cliLive) Connected(id string) bool {
 
 func (l *cliLive) CommandQueued(string, string) {}
 
+func (l *cliLive) ConfigChanged([]string) {}
+
 func (l *cliLive) Disconnect(id, reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -61,6 +61,9 @@ type Config struct {
 	// for SOX).
 	HistoryRetention time.Duration
 	AuditRetention   time.Duration
+	// DriftRetention bounds how long resolved drift is kept after its
+	// resolution (0: forever); open drift is never pruned.
+	DriftRetention time.Duration
 	// MaintenanceEvery is how often the leader expires commands and prunes.
 	MaintenanceEvery time.Duration
 	Logger           *slog.Logger
@@ -76,6 +79,7 @@ func Default() Config {
 		MaxMessageSize:   ingest.DefaultMaxMessageSize,
 		HistoryRetention: 90 * 24 * time.Hour,
 		AuditRetention:   365 * 24 * time.Hour,
+		DriftRetention:   90 * 24 * time.Hour,
 		MaintenanceEvery: time.Minute,
 	}
 }
@@ -245,6 +249,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		ScanInterval:   cfg.ScanInterval,
 		Bus:            s.bus,
 		OnInventory:    s.driftQueue.Enqueue,
+		// Agents hash the files their baselines check, watched or not.
+		BaselinePaths:    s.drift.WatchPaths,
+		BaselinesChanged: s.drift.InvalidateBaselines,
 	})
 	s.grpcSrv = ingest.NewGRPCServer(s.Ingest, serverCert)
 	if s.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {

@@ -1,7 +1,8 @@
 // Package cluster lets server replicas that share one store act as one:
-// a bus that carries events (a host revoked, a command queued) to the
-// replica holding the host's stream, and leader election so background
-// work runs on exactly one replica at a time.
+// a bus that carries events (a host revoked, a command queued, an agent's
+// configuration changed) to the replica holding the host's stream, and
+// leader election so background work runs on exactly one replica at a
+// time.
 //
 // With the embedded store there is one replica and both are in-process.
 // With PostgreSQL the bus is LISTEN/NOTIFY and leadership an advisory lock,
@@ -21,7 +22,8 @@ const (
 	EventRevoked = "host.revoked"
 	// EventCommand: a command was queued for the host.
 	EventCommand = "command.queued"
-	// EventConfig: the host's agent configuration changed.
+	// EventConfig: the host's agent configuration changed (the files its
+	// baselines check, say); without a HostID, that of any host may have.
 	EventConfig = "host.config"
 	// EventResync is delivered locally (never published) after the bus lost
 	// and regained its connection: events may have been missed, so every

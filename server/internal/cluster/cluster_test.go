@@ -73,3 +73,20 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigEventForEveryHost: a configuration event without a host (a
+// baseline changed: any host may be concerned) stays small on the wire and
+// decodes with no host.
+func TestConfigEventForEveryHost(t *testing.T) {
+	b, err := Event{Type: EventConfig}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"type":"host.config"}` {
+		t.Fatalf("wire form %s", b)
+	}
+	e, err := DecodeEvent(b)
+	if err != nil || e.Type != EventConfig || e.HostID != "" {
+		t.Fatalf("decoded %+v, %v", e, err)
+	}
+}

@@ -175,7 +175,7 @@ func (e *Engine) CheckSelected(ctx context.Context, sel map[string]string) ([]*s
 // returns how many hosts it re-checked: none for a change of description
 // or metadata only.
 func (e *Engine) BaselineChanged(ctx context.Context, old, updated *baseline.Baseline) (int, error) {
-	e.invalidateBaselines()
+	e.InvalidateBaselines()
 	scope := baseline.ScopeOfChange(old, updated)
 	if scope.IsEmpty() {
 		return 0, nil
@@ -216,8 +216,9 @@ func (e *Engine) baselines(ctx context.Context) ([]*baseline.Baseline, error) {
 	return bs, nil
 }
 
-// invalidateBaselines makes the next check read the baselines again.
-func (e *Engine) invalidateBaselines() {
+// InvalidateBaselines makes the next check read the baselines again: call
+// it when a baseline changed through another replica.
+func (e *Engine) InvalidateBaselines() {
 	e.bmu.Lock()
 	e.blist = nil
 	e.bmu.Unlock()

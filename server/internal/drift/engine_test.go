@@ -107,9 +107,9 @@ func modelBaseline(r *rand.Rand, name string) *baseline.Baseline {
 }
 
 type modelHost struct {
-	id    string
-	full  map[inventory.Ref]*commonv1.Item
-	seq   uint64
+	id   string
+	full map[inventory.Ref]*commonv1.Item
+	seq  uint64
 }
 
 func runEngineModel(t *testing.T, st storeUnderTest, steps int) {

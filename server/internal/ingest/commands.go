@@ -15,8 +15,9 @@ import (
 )
 
 // Run follows the cluster bus until ctx ends: it closes the streams of
-// hosts revoked on any replica and delivers commands queued on any replica
-// to the hosts whose streams this replica holds.
+// hosts revoked on any replica, and delivers commands queued and
+// configuration changes made on any replica to the hosts whose streams this
+// replica holds.
 func (s *Service) Run(ctx context.Context) {
 	if s.opts.Bus == nil {
 		<-ctx.Done()
@@ -42,6 +43,16 @@ func (s *Service) handleEvent(ctx context.Context, e cluster.Event) {
 		if s.Connected(e.HostID) {
 			s.deliverCommands(ctx, e.HostID)
 		}
+	case cluster.EventConfig:
+		// No host: a change that may concern any host (a baseline).
+		if e.HostID == "" {
+			if s.opts.BaselinesChanged != nil {
+				s.opts.BaselinesChanged()
+			}
+			s.PushConfig(nil)
+		} else if s.Connected(e.HostID) {
+			s.PushConfig([]string{e.HostID})
+		}
 	case cluster.EventResync:
 		// Events may have been missed: check every live stream against the
 		// store.
@@ -53,6 +64,9 @@ func (s *Service) handleEvent(ctx context.Context, e cluster.Event) {
 			}
 			s.deliverCommands(ctx, id)
 		}
+		// Configuration changes may have been missed too; unchanged
+		// configurations are not resent.
+		s.PushConfig(nil)
 	}
 }
 

@@ -61,8 +61,18 @@ type Options struct {
 	HeartbeatInterval time.Duration
 	// WatchPaths, when set, replaces the agents' watched files.
 	WatchPaths []string
-	// Bus carries revocations and queued commands between replicas; nil
-	// means this replica only hears of its own (Disconnect, SendCommand).
+	// BaselinePaths, when set, returns the files the baselines matching a
+	// host check; they go to its agent as ConfigUpdate.baseline_paths, on
+	// connect and whenever PushConfig names the host, so the agent hashes
+	// them besides its own watch paths. Nil sends agents an empty list.
+	BaselinePaths func(ctx context.Context, hostID string) ([]string, error)
+	// BaselinesChanged, when set, is called when the cluster bus says a
+	// baseline changed (on any replica), before the agents are told: a
+	// BaselinePaths that caches baselines drops them here.
+	BaselinesChanged func()
+	// Bus carries revocations, queued commands and configuration changes
+	// between replicas; nil means this replica only hears of its own
+	// (Disconnect, SendCommand, PushConfig).
 	Bus cluster.Bus
 	Now func() time.Time
 	// OnInventory, when set, is called after an inventory update was
@@ -82,6 +92,13 @@ type Service struct {
 
 	mu   sync.Mutex
 	live map[string]*conn
+
+	// pushMu guards the configuration pushes waiting for pushLoop (see
+	// PushConfig).
+	pushMu    sync.Mutex
+	pushAll   bool
+	pushHosts map[string]struct{}
+	pushing   bool
 }
 
 // New returns a Service.

@@ -24,6 +24,13 @@ type conn struct {
 	once   sync.Once
 	done   chan struct{}
 	reason error
+
+	// cfgMu orders this stream's configuration messages with sentPaths,
+	// the baseline paths of the last one queued (valid with pathsSent), so
+	// an unchanged list is not sent again.
+	cfgMu     sync.Mutex
+	sentPaths []string
+	pathsSent bool
 }
 
 func newConn(hostID string) *conn {
@@ -104,7 +111,7 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		s.log.Error("stream state", "host", hostID, "err", err)
 		return status.Error(codes.Unavailable, "store unavailable")
 	}
-	welcome := &agentv1.Welcome{HostId: hostID, Config: s.configUpdate()}
+	welcome := &agentv1.Welcome{HostId: hostID, Config: s.welcomeConfig(ctx, c)}
 	if st.SpoolID == hello.GetSpoolId() {
 		welcome.LastAppliedSeq = st.LastSeq
 		welcome.NeedFull = st.NeedsFull || st.Items == 0
@@ -154,14 +161,6 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 				return err
 			}
 		}
-	}
-}
-
-func (s *Service) configUpdate() *agentv1.ConfigUpdate {
-	return &agentv1.ConfigUpdate{
-		WatchPaths:               s.opts.WatchPaths,
-		ScanIntervalSeconds:      uint32(s.opts.ScanInterval / time.Second),
-		HeartbeatIntervalSeconds: uint32(s.opts.HeartbeatInterval / time.Second),
 	}
 }
 

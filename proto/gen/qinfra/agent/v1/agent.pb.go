@@ -1515,8 +1515,12 @@ type ConfigUpdate struct {
 	WatchPaths               []string               `protobuf:"bytes,1,rep,name=watch_paths,json=watchPaths,proto3" json:"watch_paths,omitempty"`
 	ScanIntervalSeconds      uint32                 `protobuf:"varint,2,opt,name=scan_interval_seconds,json=scanIntervalSeconds,proto3" json:"scan_interval_seconds,omitempty"`
 	HeartbeatIntervalSeconds uint32                 `protobuf:"varint,3,opt,name=heartbeat_interval_seconds,json=heartbeatIntervalSeconds,proto3" json:"heartbeat_interval_seconds,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// baseline_paths are files the host's baselines check, watched in
+	// addition to the agent's own watch paths; the complete list each time
+	// (an empty list clears it). They are literal absolute paths, never globs.
+	BaselinePaths []string `protobuf:"bytes,4,rep,name=baseline_paths,json=baselinePaths,proto3" json:"baseline_paths,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConfigUpdate) Reset() {
@@ -1568,6 +1572,13 @@ func (x *ConfigUpdate) GetHeartbeatIntervalSeconds() uint32 {
 		return x.HeartbeatIntervalSeconds
 	}
 	return 0
+}
+
+func (x *ConfigUpdate) GetBaselinePaths() []string {
+	if x != nil {
+		return x.BaselinePaths
+	}
+	return nil
 }
 
 var File_qinfra_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -1676,12 +1687,13 @@ const file_qinfra_agent_v1_agent_proto_rawDesc = "" +
 	"\x06output\x18\x05 \x01(\tR\x06output\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12;\n" +
 	"\vfinished_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishedAt\"\xa1\x01\n" +
+	"finishedAt\"\xc8\x01\n" +
 	"\fConfigUpdate\x12\x1f\n" +
 	"\vwatch_paths\x18\x01 \x03(\tR\n" +
 	"watchPaths\x122\n" +
 	"\x15scan_interval_seconds\x18\x02 \x01(\rR\x13scanIntervalSeconds\x12<\n" +
-	"\x1aheartbeat_interval_seconds\x18\x03 \x01(\rR\x18heartbeatIntervalSeconds2\xab\x01\n" +
+	"\x1aheartbeat_interval_seconds\x18\x03 \x01(\rR\x18heartbeatIntervalSeconds\x12%\n" +
+	"\x0ebaseline_paths\x18\x04 \x03(\tR\rbaselinePaths2\xab\x01\n" +
 	"\fAgentService\x12I\n" +
 	"\x06Enroll\x12\x1e.qinfra.agent.v1.EnrollRequest\x1a\x1f.qinfra.agent.v1.EnrollResponse\x12P\n" +
 	"\aConnect\x12\x1f.qinfra.agent.v1.ConnectRequest\x1a .qinfra.agent.v1.ConnectResponse(\x010\x01BBZ@github.com/quantumlayer/qinfra/proto/gen/qinfra/agent/v1;agentv1b\x06proto3"
