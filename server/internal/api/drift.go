@@ -84,32 +84,43 @@ func (s *server) handleDriftSummary(w http.ResponseWriter, r *http.Request) erro
 	q := r.URL.Query()
 	f := store.DriftFilter{Baseline: q.Get("baseline"), Type: q.Get("type"), Severity: q.Get("severity")}
 	list, _ := strconv.ParseBool(q.Get("list"))
-	ds, err := s.store.ListDrift(r.Context(), f)
-	if err != nil {
-		return fmt.Errorf("list drift: %w", err)
+	now := s.now()
+	// Without the list, the store counts: no drift is read in full.
+	var counts []store.DriftCount
+	var views []driftView
+	if list {
+		ds, err := s.store.ListDrift(r.Context(), f)
+		if err != nil {
+			return fmt.Errorf("list drift: %w", err)
+		}
+		for _, d := range ds {
+			counts = append(counts, store.DriftCount{HostID: d.HostID, Baseline: d.Baseline, Type: d.Type, Severity: d.Severity,
+				Accepted: d.Accepted(now), Count: 1})
+			views = append(views, s.driftView(d, now))
+		}
+	} else {
+		var err error
+		if counts, err = s.store.CountDrift(r.Context(), f, now); err != nil {
+			return fmt.Errorf("count drift: %w", err)
+		}
 	}
 	hosts, err := s.store.ListHosts(r.Context())
 	if err != nil {
 		return fmt.Errorf("list hosts: %w", err)
 	}
-	now := s.now()
 	byType, bySev, byBaseline := map[string]int{}, map[string]int{}, map[string]int{}
 	drifted := map[string]bool{}
 	open, accepted := 0, 0
-	var views []driftView
-	for _, d := range ds {
-		if d.Accepted(now) {
-			accepted++
-		} else {
-			open++
-			byType[d.Type]++
-			bySev[d.Severity]++
-			byBaseline[d.Baseline]++
-			drifted[d.HostID] = true
+	for _, c := range counts {
+		if c.Accepted {
+			accepted += c.Count
+			continue
 		}
-		if list {
-			views = append(views, s.driftView(d, now))
-		}
+		open += c.Count
+		byType[c.Type] += c.Count
+		bySev[c.Severity] += c.Count
+		byBaseline[c.Baseline] += c.Count
+		drifted[c.HostID] = true
 	}
 	envs := map[string]*envStats{}
 	total := 0

@@ -2,11 +2,15 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quantumlayer/qinfra/pkg/baseline"
+	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
 // Baselines and drift through qinfractl: apply a YAML baseline by hand,
@@ -133,6 +137,74 @@ services:
 	for _, a := range []string{"baseline.apply", "drift.accept", "baseline.delete"} {
 		if !strings.Contains(audit, a) {
 			t.Errorf("audit lacks %s:\n%s", a, audit)
+		}
+	}
+}
+
+// The drift summary counts in the store (CountDrift) unless asked for the
+// list; both answer the same counts.
+func TestDriftSummaryCounts(t *testing.T) {
+	f := newFixture(t)
+	f.addHost("h1", "web-1", map[string]string{"env": "prod"})
+	f.addHost("h2", "web-2", map[string]string{"env": "prod"})
+	f.addHost("h3", "db-1", map[string]string{"env": "dev"})
+	dev := func(bl, key, sev string) baseline.Deviation {
+		return baseline.Deviation{Baseline: bl, BaselineVersion: 1, Type: baseline.TypeVersion, Severity: sev, Action: "alert",
+			Kind: "package", Key: key, Rule: baseline.RulePackageMinimum, Expected: ">= 2", Actual: "1"}
+	}
+	ctx := t.Context()
+	if _, err := f.st.ReplaceHostDrift(ctx, testNow.Add(-time.Hour),
+		store.HostDeviations{HostID: "h1", Deviations: []baseline.Deviation{dev("web", "openssl", "high"), dev("web", "curl", "low")}},
+		store.HostDeviations{HostID: "h2", Deviations: []baseline.Deviation{dev("web", "openssl", "high")}},
+		store.HostDeviations{HostID: "h3", Deviations: []baseline.Deviation{dev("db", "openssl", "critical")}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.st.ListDrift(ctx, store.DriftFilter{HostID: "h2"})
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("ListDrift(h2) = %v, %v", ds, err)
+	}
+	if _, err := f.st.AcceptDrift(ctx, ds[0].ID, store.Acceptance{Justification: "j", Until: testNow.Add(time.Hour), By: "ops", At: testNow}); err != nil {
+		t.Fatal(err)
+	}
+	type summary struct {
+		Total      int            `json:"total_hosts"`
+		Drifted    int            `json:"drifted_hosts"`
+		Percentage float64        `json:"drift_percentage"`
+		Open       int            `json:"open"`
+		Accepted   int            `json:"accepted"`
+		ByType     map[string]int `json:"by_type"`
+		BySeverity map[string]int `json:"by_severity"`
+		ByBaseline map[string]int `json:"by_baseline"`
+		ByEnv      map[string]struct {
+			Hosts, Drifted int
+		} `json:"by_environment"`
+		Drift []json.RawMessage `json:"drift"`
+	}
+	get := func(q string) summary {
+		t.Helper()
+		var s summary
+		f.do("GET", "/api/v1/drift"+q, f.viewer, nil).mustStatus(t, 200).json(t, &s)
+		return s
+	}
+	all := get("")
+	if all.Total != 3 || all.Drifted != 2 || all.Open != 3 || all.Accepted != 1 || all.ByBaseline["web"] != 2 ||
+		all.BySeverity["critical"] != 1 || all.ByEnv["prod"].Hosts != 2 || all.ByEnv["prod"].Drifted != 1 || all.Drift != nil {
+		t.Fatalf("summary = %+v", all)
+	}
+	for _, q := range []string{"", "?baseline=web", "?severity=high", "?type=version&baseline=db", "?baseline=nope"} {
+		counted := get(q)
+		sep := "?"
+		if q != "" {
+			sep = "&"
+		}
+		listed := get(q + sep + "list=true")
+		if len(listed.Drift) != listed.Open+listed.Accepted {
+			t.Errorf("%s: %d drifts listed, %d counted", q, len(listed.Drift), listed.Open+listed.Accepted)
+		}
+		listed.Drift = nil
+		if a, b := fmt.Sprintf("%+v", counted), fmt.Sprintf("%+v", listed); a != b {
+			t.Errorf("%s: counted %s, listed %s", q, a, b)
 		}
 	}
 }

@@ -6,7 +6,8 @@ import (
 )
 
 // maintain is the leader's background work: expire commands whose deadline
-// passed, prune history and audit entries past their retention.
+// passed, prune history, resolved drift and audit entries past their
+// retention.
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(s.cfg.MaintenanceEvery)
 	defer t.Stop()
@@ -33,6 +34,13 @@ func (s *Server) maintainOnce(ctx context.Context) {
 			s.log.Error("prune history", "err", err)
 		} else if n > 0 {
 			s.log.Info("history pruned", "changes", n)
+		}
+	}
+	if s.cfg.DriftRetention > 0 {
+		if n, err := s.store.PruneDrift(ctx, now.Add(-s.cfg.DriftRetention)); err != nil {
+			s.log.Error("prune drift", "err", err)
+		} else if n > 0 {
+			s.log.Info("resolved drift pruned", "drifts", n)
 		}
 	}
 	if s.cfg.AuditRetention > 0 {

@@ -82,6 +82,19 @@ type DriftFilter struct {
 	All bool
 }
 
+// DriftCount is how many drifts matching a filter share a host, baseline,
+// type, severity and acceptance.
+type DriftCount struct {
+	HostID   string
+	Baseline string
+	Type     string
+	Severity string
+	// Accepted: an acceptance covers these drifts at the time counted
+	// (Drift.Accepted).
+	Accepted bool
+	Count    int
+}
+
 // DriftStore persists drift and its history.
 type DriftStore interface {
 	// ReplaceHostDrift makes each host's open drift exactly its given
@@ -104,9 +117,20 @@ type DriftStore interface {
 	// AcceptDrift records an acceptance on an open drift and returns it.
 	// ErrNotFound for an unknown ID, ErrInvalid for a resolved one.
 	AcceptDrift(ctx context.Context, id string, a Acceptance) (*Drift, error)
+	// CountDrift counts the drift matching f, grouped as DriftCount,
+	// acceptances judged at now; groups are ordered by host ID, baseline,
+	// type, severity, then not accepted before accepted. It answers what
+	// ListDrift would, without returning every drift.
+	CountDrift(ctx context.Context, f DriftFilter, now time.Time) ([]DriftCount, error)
 	// ExpireDriftAcceptances clears acceptances whose Until is not after
 	// now and returns the drift they covered (as it now is).
 	ExpireDriftAcceptances(ctx context.Context, now time.Time) ([]*Drift, error)
+	// PruneDrift deletes the drift resolved before resolvedBefore and
+	// returns how many, also when it fails part way. Open drift, accepted
+	// or not, is never deleted. It works in batches, so a large backlog
+	// does not hold up writers; a pruned drift is gone from GetDrift and
+	// ListDrift, and a recurrence of it opens a new drift as usual.
+	PruneDrift(ctx context.Context, resolvedBefore time.Time) (int, error)
 }
 
 // DriftFingerprint covers what an update of an open drift can change;

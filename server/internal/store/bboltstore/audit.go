@@ -30,6 +30,7 @@ func (s *Store) AppendAudit(ctx context.Context, e *store.AuditEntry) error {
 	entry := *e
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAudit)
+		b.FillPercent = appendFill // keyed by a growing sequence
 		var prev *store.AuditEntry
 		k, v := b.Cursor().Last()
 		if k == nil {

@@ -20,16 +20,28 @@ import (
 //
 //	baselines      name → bucket: version, uint64 big-endian → JSON baseline
 //	drift          drift number, uint64 big-endian → JSON store.Drift
-//	drift_open     host ID → bucket: deviation identity → drift number + fingerprint
+//	drift_open     host ID → bucket: deviation identity → drift number + fingerprint + type + severity (openEntry)
 //	drift_by_host  host ID → bucket: drift number → nothing (open and resolved)
-//	drift_accepted drift number → nothing (drift with an acceptance)
+//	drift_accepted drift number → acceptance's Until, time key (drift with an acceptance)
+//	drift_resolved resolution time + drift number → host ID (resolved drift, for PruneDrift)
+//
+// Files written before drift_resolved existed, and before drift_open and
+// drift_accepted held the values CountDrift reads, are brought up to date
+// once by Open (indexDrift), which then sets meta's "drift_index_version"
+// to driftIndexVersion.
 var (
 	bucketBaselines     = []byte("baselines")
 	bucketDrift         = []byte("drift")
 	bucketDriftOpen     = []byte("drift_open")
 	bucketDriftByHost   = []byte("drift_by_host")
 	bucketDriftAccepted = []byte("drift_accepted")
+	bucketDriftResolved = []byte("drift_resolved")
+	keyDriftIndex       = []byte("drift_index_version")
 )
+
+// driftIndexVersion is the drift indexes' version indexDrift brings a file
+// to.
+const driftIndexVersion = 1
 
 // PutBaseline implements store.Baselines.
 func (s *Store) PutBaseline(ctx context.Context, b *baseline.Baseline) (created bool, err error) {

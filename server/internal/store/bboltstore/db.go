@@ -8,22 +8,25 @@
 //
 // # Layout
 //
-// Top-level buckets, schema version 2:
+// Top-level buckets, schema version 3:
 //
 //	meta                     "schema_version" → uint64, big-endian
 //	                         "chunk_salt" → 16 random bytes (see sets.go)
 //	                         "audit_pruned" → JSON of the last pruned audit entry
+//	                         "drift_index_version" → uint64, the drift indexes' version (baselines.go)
 //	hosts                    host ID → JSON host record (OS facts as proto bytes)
 //	enrollment_tokens        token ID → JSON token record
 //	enrollment_token_hashes  SHA-256 of the secret → token ID
 //	api_tokens               token ID → JSON token record
 //	api_token_hashes         SHA-256 of the secret → token ID
 //	inventory                host ID → JSON stream state (spool, seq, accumulator)
-//	inventory_chunks         host ID → bucket: first item key of a chunk → chunk ID
+//	overlays                 host ID → base ID and the host's differences from it (bases.go)
+//	bases                    base ID → chunk index: first item key of a chunk → chunk ID
+//	base_refs                base ID → uint64 count of hosts' references
 //	chunks                   chunk ID → the chunk's entries (item key → blob ID)
-//	chunk_refs               chunk ID → uint64 count of hosts' references
+//	chunk_refs               chunk ID → uint64 count of bases' references
 //	blobs                    blob ID → proto Item without kind and key
-//	blob_refs                blob ID → uint64 count of chunks' references
+//	blob_refs                blob ID → uint64 count of chunks' and overlays' references
 //	history                  host ID → bucket: time + change number → JSON item change
 //	history_by_time          time + change number → host ID
 //	commands                 command ID → JSON command record
@@ -37,6 +40,9 @@
 // its parent's page rather than in a page of its own.
 // Inventories are content-addressed (sets.go): 1,000 hosts built from one
 // image share the chunks and blobs of their common packages.
+//
+// Version 2 kept a chunk index per host, in a bucket under
+// inventory_chunks; a read-write Open converts it (migrateSchema).
 //
 // Version 1 kept every host's items as full copies; files of that version
 // (written only by development builds) are refused, not converted.
@@ -60,12 +66,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
 // SchemaVersion is the bucket layout this package reads and writes. Open
 // refuses a file with another version.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the file lock when Options.LockTimeout is zero.
@@ -91,7 +98,6 @@ var (
 	bucketAPITokens     = []byte("api_tokens")
 	bucketAPIHashes     = []byte("api_token_hashes")
 	bucketInventory     = []byte("inventory")
-	bucketInvChunks     = []byte("inventory_chunks")
 	bucketAudit         = []byte("audit")
 	bucketChunks        = []byte("chunks")
 	bucketChunkRefs     = []byte("chunk_refs")
@@ -112,7 +118,8 @@ var (
 var topBuckets = [][]byte{
 	bucketMeta, bucketHosts, bucketEnrollTokens, bucketEnrollHashes,
 	bucketAPITokens, bucketAPIHashes, bucketInventory, bucketAudit,
-	bucketInvChunks, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs,
+	bucketOverlays, bucketBases, bucketBaseRefs,
+	bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs,
 	bucketHistory, bucketHistoryByTime,
 	bucketCommands, bucketCmdByHost, bucketCmdUnfinished, bucketCmdByDeadline,
 }
@@ -141,7 +148,11 @@ type Store struct {
 	// fixed when the file is created.
 	salt []byte
 	// chunks caches decoded inventory chunks for ListItems.
-	chunks *chunkCache
+	chunks *chunkCache[*commonv1.Item]
+	// entries caches decoded chunk entries for reads and updates.
+	entries *chunkCache[entry]
+	// mru lists recently used bases, the candidates for a host's base.
+	mru *baseMRU
 }
 
 // chunkCacheItems bounds the decoded items kept in memory (about twice
@@ -182,6 +193,9 @@ func Open(path string, opts Options) (*Store, error) {
 	} else {
 		created, salt, err = initSchema(db)
 	}
+	if err == nil && !opts.ReadOnly {
+		err = indexDrift(db, logger)
+	}
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -192,7 +206,11 @@ func Open(path string, opts Options) (*Store, error) {
 	// here, so 2 ms still gathers the concurrent writes of a busy server
 	// while a lone agent's delta is not held up by 10 ms.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	return &Store{db: db, path: path, logger: logger, salt: salt, chunks: newChunkCache(chunkCacheItems)}, nil
+	return &Store{db: db, path: path, logger: logger, salt: salt,
+		chunks:  newChunkCache[*commonv1.Item](chunkCacheItems),
+		entries: newChunkCache[entry](chunkCacheItems),
+		mru:     &baseMRU{},
+	}, nil
 }
 
 // openBolt opens the bbolt file, turning bbolt's errors and panics on a
@@ -266,6 +284,9 @@ func initSchema(db *bolt.DB) (created bool, salt []byte, err error) {
 	}()
 	err = db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) != nil {
+			if err := migrateSchema(tx); err != nil {
+				return err
+			}
 			var err error
 			salt, err = checkTx(tx)
 			return err
@@ -345,6 +366,9 @@ func checkTx(tx *bolt.Tx) ([]byte, error) {
 		// Only development builds wrote version 1: nothing to migrate.
 		return nil, fmt.Errorf("%w: schema version 1 (a development build's layout, with a full copy of every host's items) is not supported by this release, which needs version %d; "+
 			"move the file aside and let qinfra-server create a new store (agents resend their full inventories), or open it with the build that wrote it", ErrSchemaVersion, SchemaVersion)
+	case version == 2:
+		// A read-write Open has converted it already.
+		return nil, fmt.Errorf("%w: schema version 2 is converted to %d by a read-write open; start qinfra-server on the file once first", ErrSchemaVersion, SchemaVersion)
 	case version < SchemaVersion:
 		return nil, fmt.Errorf("%w: schema version %d has no migration to %d", ErrSchemaVersion, version, SchemaVersion)
 	}
@@ -410,6 +434,18 @@ func (s *Store) Check(ctx context.Context) error {
 	}
 	return nil
 }
+
+// appendFill is the FillPercent of the buckets whose keys mostly grow (a
+// sequence or a time first): drift, drift_resolved, drift_by_host's host
+// buckets, audit, history's host buckets and history_by_time. bbolt splits
+// a full page at its bucket's FillPercent, 50% by default, which suits
+// random inserts; with growing keys the left half is never written again,
+// so every page but the last stays half empty (98,520 drifts took 85 MB,
+// 47% full). Splitting at 90% leaves pages 90% full and 10% for values
+// that grow in place (a drift resolved, updated or accepted). A bucket
+// handle's FillPercent lasts for its transaction only: every transaction
+// that writes one of these buckets sets it.
+const appendFill = 0.9
 
 // u64 encodes v big-endian, so byte order is numeric order.
 func u64(v uint64) []byte {

@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +35,42 @@ func driftNum(id string) (uint64, bool) {
 
 var fingerprint = store.DriftFingerprint
 
-// openEntry is a drift_open value: drift number and fingerprint.
-func openEntry(n uint64, fp []byte) []byte { return append(u64(n), fp...) }
+// openEntry is a drift_open value: drift number, fingerprint (24 bytes
+// so far), then the drift's type, its length a uvarint first, and its
+// severity, so that CountDrift needs no doc. Values written before
+// CountDrift end after the fingerprint; Open extends them once
+// (indexDrift), and CountDrift decodes the doc of any still short.
+func openEntry(n uint64, fp []byte, d *baseline.Deviation) []byte {
+	v := make([]byte, 0, 24+1+len(d.Type)+len(d.Severity))
+	v = append(append(v, u64(n)...), fp...)
+	v = binary.AppendUvarint(v, uint64(len(d.Type)))
+	return append(append(v, d.Type...), d.Severity...)
+}
+
+// openTypeSeverity returns the type and severity an openEntry value holds;
+// ok is false for a value that holds none.
+func openTypeSeverity(v []byte) (typ, sev string, ok bool) {
+	if len(v) <= 24 {
+		return "", "", false
+	}
+	l, m := binary.Uvarint(v[24:])
+	if m <= 0 || l > uint64(len(v)-24-m) {
+		return "", "", false
+	}
+	rest := v[24+m:]
+	return string(rest[:l]), string(rest[l:]), true
+}
+
+// identityBaseline returns the baseline of a deviation identity
+// (baseline.Deviation.Identity); ok is false when its fields cannot be
+// told apart.
+func identityBaseline(id []byte) (string, bool) {
+	if bytes.Count(id, []byte{0}) != 3 {
+		return "", false
+	}
+	bl, _, _ := bytes.Cut(id, []byte{0})
+	return string(bl), true
+}
 
 // hostDriftDiff says whether a host's deviations differ from its open
 // drift as drift_open records it, within scope (nil: all of it).
@@ -50,7 +86,7 @@ func hostDriftDiff(open *bolt.Bucket, devs []baseline.Deviation, scope *baseline
 		if open != nil {
 			v = open.Get([]byte(id))
 		}
-		if len(v) != 24 || !bytes.Equal(v[8:], fingerprint(&devs[i])) {
+		if len(v) < 24 || !bytes.Equal(v[8:24], fingerprint(&devs[i])) {
 			return true
 		}
 	}
@@ -113,19 +149,30 @@ func (s *Store) ReplaceHostDrift(ctx context.Context, now time.Time, hosts ...st
 	return events, nil
 }
 
-type driftBkts struct{ drift, open, byHost, accepted *bolt.Bucket }
+type driftBkts struct{ drift, open, byHost, accepted, resolved *bolt.Bucket }
 
+// driftBuckets creates the drift buckets as needed and returns them, the
+// drift and its resolution index set to split pages at appendFill.
 func driftBuckets(tx *bolt.Tx) (b driftBkts, err error) {
 	for _, x := range []struct {
 		name []byte
 		dst  **bolt.Bucket
-	}{{bucketDrift, &b.drift}, {bucketDriftOpen, &b.open}, {bucketDriftByHost, &b.byHost}, {bucketDriftAccepted, &b.accepted}} {
+	}{
+		{bucketDrift, &b.drift}, {bucketDriftOpen, &b.open}, {bucketDriftByHost, &b.byHost},
+		{bucketDriftAccepted, &b.accepted}, {bucketDriftResolved, &b.resolved},
+	} {
 		if *x.dst, err = tx.CreateBucketIfNotExists(x.name); err != nil {
 			return b, err
 		}
 	}
+	// Drift numbers come from NextSequence, resolution times from the
+	// clock: both grow.
+	b.drift.FillPercent, b.resolved.FillPercent = appendFill, appendFill
 	return b, nil
 }
+
+// resolvedKey is a drift_resolved key: resolution time, drift number.
+func resolvedKey(at time.Time, n uint64) []byte { return append(timeKey(at), u64(n)...) }
 
 func getDrift(b *bolt.Bucket, n uint64) (*store.Drift, error) {
 	v := b.Get(u64(n))
@@ -161,6 +208,7 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 	if err != nil {
 		return nil, err
 	}
+	byHost.FillPercent = appendFill // drift numbers grow
 	var events []store.DriftEvent
 	seen := make(map[string]bool, len(h.Deviations))
 	for i := range h.Deviations {
@@ -172,8 +220,8 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 		seen[id] = true
 		fp := fingerprint(dev)
 		v := open.Get([]byte(id))
-		if len(v) == 24 {
-			if bytes.Equal(v[8:], fp) {
+		if len(v) >= 24 {
+			if bytes.Equal(v[8:24], fp) {
 				continue
 			}
 			n := binary.BigEndian.Uint64(v[:8])
@@ -191,7 +239,7 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 			if err := putDrift(b.drift, n, d); err != nil {
 				return nil, err
 			}
-			if err := open.Put([]byte(id), openEntry(n, fp)); err != nil {
+			if err := open.Put([]byte(id), openEntry(n, fp, dev)); err != nil {
 				return nil, err
 			}
 			events = append(events, store.DriftEvent{Op: store.DriftUpdated, Drift: d})
@@ -205,7 +253,7 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 		if err := putDrift(b.drift, n, d); err != nil {
 			return nil, err
 		}
-		if err := open.Put([]byte(id), openEntry(n, fp)); err != nil {
+		if err := open.Put([]byte(id), openEntry(n, fp, dev)); err != nil {
 			return nil, err
 		}
 		if err := byHost.Put(u64(n), nil); err != nil {
@@ -228,6 +276,9 @@ func replaceHost(b driftBkts, now time.Time, h *store.HostDeviations) ([]store.D
 				return nil, err
 			}
 			if err := b.accepted.Delete(u64(n)); err != nil {
+				return nil, err
+			}
+			if err := b.resolved.Put(resolvedKey(now, n), []byte(h.HostID)); err != nil {
 				return nil, err
 			}
 			events = append(events, store.DriftEvent{Op: store.DriftResolved, Drift: d})
@@ -347,7 +398,9 @@ func (s *Store) AcceptDrift(ctx context.Context, id string, a store.Acceptance) 
 		if err := putDrift(b.drift, n, d); err != nil {
 			return err
 		}
-		return b.accepted.Put(u64(n), nil)
+		// The value, Until's time key, lets CountDrift judge the
+		// acceptance without the doc.
+		return b.accepted.Put(u64(n), timeKey(a.Until))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accept drift: %w", err)
@@ -365,6 +418,7 @@ func (s *Store) ExpireDriftAcceptances(ctx context.Context, now time.Time) ([]*s
 			return nil
 		}
 		drift := tx.Bucket(bucketDrift)
+		drift.FillPercent = appendFill
 		var expired [][]byte
 		err := acc.ForEach(func(k, _ []byte) error {
 			d, err := getDrift(drift, binary.BigEndian.Uint64(k))
@@ -396,4 +450,266 @@ func (s *Store) ExpireDriftAcceptances(ctx context.Context, now time.Time) ([]*s
 		return nil, fmt.Errorf("expire drift acceptances: %w", err)
 	}
 	return out, nil
+}
+
+// PruneDrift implements store.DriftStore. It walks drift_resolved from its
+// oldest entry, so the cost is that of the drift deleted, and deletes
+// pruneBatch drifts per transaction.
+func (s *Store) PruneDrift(ctx context.Context, resolvedBefore time.Time) (int, error) {
+	end := timeKey(resolvedBefore)
+	total := 0
+	for {
+		n, rows := 0, 0
+		err := s.update(ctx, func(tx *bolt.Tx) error {
+			n, rows = 0, 0
+			idx := tx.Bucket(bucketDriftResolved)
+			if idx == nil {
+				return nil
+			}
+			b, err := driftBuckets(tx)
+			if err != nil {
+				return err
+			}
+			type row struct{ key, host []byte }
+			var batch []row
+			c := idx.Cursor()
+			for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0 && len(batch) < pruneBatch; k, v = c.Next() {
+				batch = append(batch, row{bytes.Clone(k), bytes.Clone(v)})
+			}
+			touched := map[string]*bolt.Bucket{}
+			for _, r := range batch {
+				if err := idx.Delete(r.key); err != nil {
+					return err
+				}
+				if len(r.key) != 16 {
+					continue // not an entry this store wrote
+				}
+				num := r.key[8:]
+				if b.drift.Get(num) != nil {
+					if err := b.drift.Delete(num); err != nil {
+						return err
+					}
+					n++
+				}
+				// Resolution already left drift_accepted; an entry
+				// there would be a stray.
+				if err := b.accepted.Delete(num); err != nil {
+					return err
+				}
+				if hb := b.byHost.Bucket(r.host); hb != nil {
+					if err := hb.Delete(num); err != nil {
+						return err
+					}
+					touched[string(r.host)] = hb
+				}
+			}
+			for host, hb := range touched {
+				if k, _ := hb.Cursor().First(); k == nil {
+					if err := b.byHost.DeleteBucket([]byte(host)); err != nil {
+						return err
+					}
+				}
+			}
+			rows = len(batch)
+			return nil
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune drift resolved before %s: %w", resolvedBefore.Format(time.RFC3339), err)
+		}
+		if rows < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// indexDrift brings the drift indexes of a file written before they
+// existed up to driftIndexVersion, once: drift_resolved gets an entry for
+// each resolved drift, drift_open values gain the type and severity, and
+// drift_accepted values the acceptance's end. meta's keyDriftIndex records
+// that it is done, and is set at once on a file with no drift. It decodes
+// every drift, pruneBatch per transaction; an interrupted run starts again
+// at the next Open, rewriting what it wrote as it was. Doing this once here
+// rather than falling back to a scan in PruneDrift keeps PruneDrift's cost
+// that of what it deletes, with no second code path kept for old files.
+func indexDrift(db *bolt.DB, logger *slog.Logger) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	var done bool
+	err = db.View(func(tx *bolt.Tx) error {
+		done = getU64(tx.Bucket(bucketMeta), keyDriftIndex) >= driftIndexVersion
+		return nil
+	})
+	if err != nil || done {
+		return err
+	}
+	start := time.Now()
+	var after []byte // last drift key indexed
+	scanned, resolved := 0, 0
+	for !done {
+		err := db.Update(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketDrift) == nil {
+				done = true
+				return tx.Bucket(bucketMeta).Put(keyDriftIndex, u64(driftIndexVersion))
+			}
+			b, err := driftBuckets(tx)
+			if err != nil {
+				return err
+			}
+			c := b.drift.Cursor()
+			k, v := c.First()
+			if after != nil {
+				if k, v = c.Seek(after); bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for i := 0; k != nil && i < pruneBatch; k, v = c.Next() {
+				i++
+				scanned++
+				after = bytes.Clone(k)
+				if len(k) != 8 {
+					continue
+				}
+				n := binary.BigEndian.Uint64(k)
+				d := new(store.Drift)
+				if err := json.Unmarshal(v, d); err != nil {
+					return fmt.Errorf("decode drift %s: %w", driftID(n), err)
+				}
+				if !d.Open() {
+					if err := b.resolved.Put(resolvedKey(d.ResolvedAt, n), []byte(d.HostID)); err != nil {
+						return err
+					}
+					resolved++
+					continue
+				}
+				if hb := b.open.Bucket([]byte(d.HostID)); hb != nil {
+					id := []byte(d.Identity())
+					if ov := hb.Get(id); len(ov) == 24 && binary.BigEndian.Uint64(ov) == n {
+						if err := hb.Put(id, openEntry(n, bytes.Clone(ov[8:24]), &d.Deviation)); err != nil {
+							return err
+						}
+					}
+				}
+				if d.Acceptance != nil {
+					if ak, _ := b.accepted.Cursor().Seek(k); bytes.Equal(ak, k) {
+						if err := b.accepted.Put(k, timeKey(d.Acceptance.Until)); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			if k == nil {
+				done = true
+				return tx.Bucket(bucketMeta).Put(keyDriftIndex, u64(driftIndexVersion))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("index drift: %w", err)
+		}
+	}
+	if scanned > 0 {
+		logger.Info("drift indexed for pruning and counting", "drifts", scanned, "resolved", resolved, "took", time.Since(start))
+	}
+	return nil
+}
+
+// CountDrift implements store.DriftStore. Open drift is counted from
+// drift_open and drift_accepted, without decoding a doc, but for entries
+// an older build wrote that Open has not extended. Resolved drift (f.All)
+// has no such index: it is counted from the decoded docs, as ListDrift
+// reads them.
+func (s *Store) CountDrift(ctx context.Context, f store.DriftFilter, now time.Time) ([]store.DriftCount, error) {
+	counts := map[store.DriftCount]int{}
+	add := func(host, bl, typ, sev string, accepted bool) {
+		if (f.HostID == "" || host == f.HostID) && (f.Baseline == "" || bl == f.Baseline) &&
+			(f.Type == "" || typ == f.Type) && (f.Severity == "" || sev == f.Severity) {
+			counts[store.DriftCount{HostID: host, Baseline: bl, Type: typ, Severity: sev, Accepted: accepted}]++
+		}
+	}
+	var err error
+	if f.All {
+		var ds []*store.Drift
+		if ds, err = s.ListDrift(ctx, f); err == nil {
+			for _, d := range ds {
+				add(d.HostID, d.Baseline, d.Type, d.Severity, d.Accepted(now))
+			}
+		}
+	} else {
+		err = s.view(ctx, func(tx *bolt.Tx) error {
+			root, drift := tx.Bucket(bucketDriftOpen), tx.Bucket(bucketDrift)
+			if root == nil || drift == nil {
+				return nil
+			}
+			// Acceptances are few: read them first.
+			until := map[uint64][]byte{}
+			if acc := tx.Bucket(bucketDriftAccepted); acc != nil {
+				if err := acc.ForEach(func(k, v []byte) error {
+					if len(k) == 8 {
+						until[binary.BigEndian.Uint64(k)] = v
+					}
+					return nil
+				}); err != nil {
+					return err
+				}
+			}
+			nowKey := timeKey(now)
+			eachHost := func(host []byte, hb *bolt.Bucket) error {
+				return hb.ForEach(func(k, v []byte) error {
+					if len(v) < 8 {
+						return fmt.Errorf("%w: drift_open value of %d bytes", ErrCorrupt, len(v))
+					}
+					n := binary.BigEndian.Uint64(v)
+					typ, sev, ok := openTypeSeverity(v)
+					bl, blOK := identityBaseline(k)
+					u, accepted := until[n]
+					// A time key the clock clamped says too little.
+					untilOK := !accepted || (len(u) == 8 && !bytes.Equal(u, u64(0)) && !bytes.Equal(u, u64(math.MaxUint64)))
+					if ok && blOK && untilOK {
+						add(string(host), bl, typ, sev, accepted && bytes.Compare(nowKey, u) < 0)
+						return nil
+					}
+					d, err := getDrift(drift, n)
+					if err != nil {
+						return err
+					}
+					add(d.HostID, d.Baseline, d.Type, d.Severity, d.Accepted(now))
+					return nil
+				})
+			}
+			if f.HostID != "" {
+				if hb := root.Bucket([]byte(f.HostID)); hb != nil {
+					return eachHost([]byte(f.HostID), hb)
+				}
+				return nil
+			}
+			return root.ForEachBucket(func(k []byte) error { return eachHost(k, root.Bucket(k)) })
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("count drift: %w", err)
+	}
+	out := make([]store.DriftCount, 0, len(counts))
+	for c, n := range counts {
+		c.Count = n
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b store.DriftCount) int {
+		return cmp.Or(cmp.Compare(a.HostID, b.HostID), cmp.Compare(a.Baseline, b.Baseline), cmp.Compare(a.Type, b.Type),
+			cmp.Compare(a.Severity, b.Severity), compareBool(a.Accepted, b.Accepted))
+	})
+	return out, nil
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -68,6 +68,8 @@ func recordChanges(tx *bolt.Tx, hostID string, seq uint64, at time.Time, changes
 		return fmt.Errorf("create history bucket: %w", err)
 	}
 	byTime := tx.Bucket(bucketHistoryByTime)
+	// Both are keyed by the time received, which mostly grows.
+	hb.FillPercent, byTime.FillPercent = appendFill, appendFill
 	n := history.Sequence()
 	if err := history.SetSequence(n + uint64(len(changes))); err != nil {
 		return fmt.Errorf("number changes: %w", err)

@@ -62,11 +62,6 @@ func kindOfKey(k []byte) string {
 	return string(k)
 }
 
-// hostIndex returns the host's chunk index, nil if it has none.
-func hostIndex(tx *bolt.Tx, hostID string) *bolt.Bucket {
-	return tx.Bucket(bucketInvChunks).Bucket([]byte(hostID))
-}
-
 // loadStream reads a host's stream state; the zero record if it has none.
 func loadStream(tx *bolt.Tx, hostID string) (st streamRecord, ok bool, err error) {
 	v := tx.Bucket(bucketInventory).Get([]byte(hostID))
@@ -109,15 +104,6 @@ func consumeSeq(tx *bolt.Tx, hostID, spool string, seq uint64) (st streamRecord,
 	}
 	st.LastSeq = seq
 	return st, newScope, nil
-}
-
-// createIndex returns the host's chunk index, created if need be.
-func createIndex(tx *bolt.Tx, hostID string) (*bolt.Bucket, error) {
-	idx, err := tx.Bucket(bucketInvChunks).CreateBucketIfNotExists([]byte(hostID))
-	if err != nil {
-		return nil, fmt.Errorf("create chunk index: %w", err)
-	}
-	return idx, nil
 }
 
 // pendingItem is one upsert, validated and encoded before the transaction
@@ -175,7 +161,7 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 		if err != nil {
 			return err
 		}
-		ss := newSets(tx, s.salt)
+		ss := newSets(tx, s.salt, s.entries)
 		ss.newBlobs = blobs
 		var changes []itemChange
 		switch {
@@ -183,9 +169,9 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 			st.NeedsFull = true
 			outcome = store.NeedsFull
 		case u.Full:
-			outcome, changes, err = applyFull(ss, tx, &st, u, pending)
+			outcome, changes, err = applyFull(ss, s.mru, &st, u, pending)
 		default:
-			outcome, changes, err = applyDelta(ss, tx, &st, u, pending)
+			outcome, changes, err = applyDelta(ss, s.mru, &st, u, pending)
 		}
 		if err != nil {
 			return err
@@ -219,8 +205,9 @@ func applied(st *streamRecord, u *store.InventoryUpdate, acc inventory.Accumulat
 // applyFull replaces the host's items with pending if their set hash is
 // u.SetHash. As in inventory.SetOf, a later item replaces an earlier one
 // with the same ref. Unless the host had no item set yet, it returns the
-// difference from the stored set.
-func applyFull(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
+// difference from the stored set. The host's base is chosen anew
+// (sets.chooseBase).
+func applyFull(ss *sets, mru *baseMRU, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
 	last := make(map[inventory.Ref]int, len(pending))
 	for i, p := range pending {
 		last[p.ref] = i
@@ -238,92 +225,64 @@ func applyFull(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdate
 		st.NeedsFull = true
 		return store.HashMismatch, nil, nil
 	}
-	idx, err := createIndex(tx, u.HostID)
+	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
+	host := []byte(u.HostID)
+	old, err := ss.loadHost(host)
 	if err != nil {
 		return 0, nil, err
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return bytes.Compare(a.key, b.key) })
-	old := loadIndex(idx)
-	next := ss.cut(entries)
 	var changes []itemChange
 	if st.HasSet {
-		if changes, err = diffChunks(ss, old, next); err != nil {
+		before, err := ss.hostEntries(&old)
+		if err != nil {
+			return 0, nil, err
+		}
+		diffs, _ := diffEntries(before, entries, -1)
+		if changes, err = ss.changes(diffs); err != nil {
 			return 0, nil, err
 		}
 	}
-	if err := ss.replace(idx, old, next); err != nil {
+	base, ov, err := ss.chooseBase(host, &old, entries, mru.list(), overlayLimit(len(entries)))
+	if err != nil {
 		return 0, nil, err
 	}
+	if err := ss.putHost(host, &old, base, ov); err != nil {
+		return 0, nil, err
+	}
+	mru.touch(base.id, u.HostID)
 	applied(st, u, acc)
 	return store.Applied, changes, nil
 }
 
-// diffChunks returns the changes from the entries of chunks old to those
-// of next. Only chunks that differ are compared: a chunk both hold at the
-// same place holds the same entries.
-func diffChunks(ss *sets, old []indexEntry, next []chunk) ([]itemChange, error) {
-	same := unchanged(old, next)
-	var before, after []entry
-	for _, o := range old {
-		if same[string(o.first)] {
-			continue
-		}
-		entries, err := ss.loadChunk(o.id)
-		if err != nil {
-			return nil, err
-		}
-		before = append(before, entries...)
-	}
-	for i := range next {
-		if !same[string(next[i].first())] {
-			after = append(after, next[i].entries...)
-		}
-	}
-	var changes []itemChange
-	for len(before) > 0 || len(after) > 0 {
-		var c int
-		switch {
-		case len(after) == 0:
-			c = -1
-		case len(before) == 0:
-			c = 1
-		default:
-			c = bytes.Compare(before[0].key, after[0].key)
-		}
-		var key, b, a []byte
-		switch {
-		case c < 0:
-			key, b = before[0].key, before[0].blob
-			before = before[1:]
-		case c > 0:
-			key, a = after[0].key, after[0].blob
-			after = after[1:]
-		default:
-			key, b, a = before[0].key, before[0].blob, after[0].blob
-			before, after = before[1:], after[1:]
-		}
-		ch, err := ss.change(key, b, a)
+// changes returns the item changes of diffs.
+func (s *sets) changes(diffs []entryDiff) ([]itemChange, error) {
+	var out []itemChange
+	for _, d := range diffs {
+		ch, err := s.change(d.key, d.before, d.after)
 		if err != nil {
 			return nil, err
 		}
 		if ch != nil {
-			changes = append(changes, *ch)
+			out = append(out, *ch)
 		}
 	}
-	return changes, nil
+	return out, nil
 }
 
 // applyDelta applies removals, then upserts (as inventory.Set.Apply does),
 // if the resulting set hash is u.SetHash, and returns the changes made.
-// The result is computed first on an overlay of the touched keys, so a
-// mismatch leaves the items as they were; then only the chunks holding
-// touched keys are rewritten.
-func applyDelta(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
-	idx, err := createIndex(tx, u.HostID)
+// The result is computed first on the touched keys, so a mismatch leaves
+// the items as they were; then the host's overlay is rewritten, which
+// costs O(size of the delta + overlay). An overlay grown past
+// overlayLimit rebases the host (sets.chooseBase, asking for an overlay of
+// at most half the limit so the next deltas do not rebase again at once).
+func applyDelta(ss *sets, mru *baseMRU, st *streamRecord, u *store.InventoryUpdate, pending []pendingItem) (store.Outcome, []itemChange, error) {
+	host := []byte(u.HostID)
+	hs, err := ss.loadHost(host)
 	if err != nil {
 		return 0, nil, err
 	}
-	d := newDeltaState(ss, loadIndex(idx))
+	d := newDeltaState(ss, &hs)
 	acc := st.accumulator()
 	for _, r := range u.Removed {
 		if strings.IndexByte(r.Kind, 0) >= 0 {
@@ -362,13 +321,25 @@ func applyDelta(ss *sets, tx *bolt.Tx, st *streamRecord, u *store.InventoryUpdat
 	if err != nil {
 		return 0, nil, err
 	}
-	old, next, err := d.rechunk()
+	ov, err := d.newOverlay()
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := ss.replace(idx, old, next); err != nil {
+	base := baseSpec{id: hs.base}
+	if limit := overlayLimit(int(acc.Count)); len(ov) > limit {
+		next := hostSet{base: hs.base, index: hs.index, overlay: ov}
+		entries, err := ss.hostEntries(&next)
+		if err != nil {
+			return 0, nil, err
+		}
+		if base, ov, err = ss.chooseBase(host, &hs, entries, mru.list(), limit/2); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := ss.putHost(host, &hs, base, ov); err != nil {
 		return 0, nil, err
 	}
+	mru.touch(base.id, u.HostID)
 	applied(st, u, acc)
 	return store.Applied, changes, nil
 }
@@ -380,45 +351,36 @@ type overlayValue struct {
 	hash []byte // the item hash
 }
 
-// deltaState is a delta being applied to a host's chunks.
+// deltaState is a delta being applied to a host's stored inventory.
 type deltaState struct {
-	ss    *sets
-	index []indexEntry
-	// chunks caches decoded chunks by position in index.
-	chunks map[int][]entry
-	// overlay holds the touched keys' values after the changes so far,
+	ss *sets
+	hs *hostSet
+	// stored is the host's stored overlay by key, nil for a tombstone.
+	stored map[string][]byte
+	// touched holds the touched keys' values after the changes so far,
 	// before their values before the delta.
-	overlay, before map[string]overlayValue
+	touched, before map[string]overlayValue
 }
 
-func newDeltaState(ss *sets, index []indexEntry) *deltaState {
-	return &deltaState{ss: ss, index: index, chunks: map[int][]entry{},
-		overlay: map[string]overlayValue{}, before: map[string]overlayValue{}}
+func newDeltaState(ss *sets, hs *hostSet) *deltaState {
+	stored := make(map[string][]byte, len(hs.overlay))
+	for _, e := range hs.overlay {
+		stored[string(e.key)] = e.blob
+	}
+	return &deltaState{ss: ss, hs: hs, stored: stored,
+		touched: map[string]overlayValue{}, before: map[string]overlayValue{}}
 }
 
-// chunk returns the entries of the chunk at position i of the index.
-func (d *deltaState) chunk(i int) ([]entry, error) {
-	if es, ok := d.chunks[i]; ok {
-		return es, nil
+// value returns key's stored value: the overlay's if it has one, else the
+// base's.
+func (d *deltaState) value(key []byte) (overlayValue, error) {
+	blob, ok := d.stored[string(key)]
+	if !ok {
+		var err error
+		if blob, err = d.ss.baseValue(d.hs.index, key); err != nil {
+			return overlayValue{}, err
+		}
 	}
-	es, err := d.ss.loadChunk(d.index[i].id)
-	if err != nil {
-		return nil, err
-	}
-	d.chunks[i] = es
-	return es, nil
-}
-
-// stored returns key's stored value.
-func (d *deltaState) stored(key []byte) (overlayValue, error) {
-	if len(d.index) == 0 {
-		return overlayValue{}, nil
-	}
-	es, err := d.chunk(chunkOf(d.index, key))
-	if err != nil {
-		return overlayValue{}, err
-	}
-	blob := findEntry(es, key)
 	if blob == nil {
 		return overlayValue{}, nil
 	}
@@ -435,10 +397,10 @@ func (d *deltaState) stored(key []byte) (overlayValue, error) {
 
 // current returns key's value after the changes so far.
 func (d *deltaState) current(key []byte) (overlayValue, error) {
-	if v, ok := d.overlay[string(key)]; ok {
+	if v, ok := d.touched[string(key)]; ok {
 		return v, nil
 	}
-	v, err := d.stored(key)
+	v, err := d.value(key)
 	if err != nil {
 		return v, err
 	}
@@ -446,13 +408,13 @@ func (d *deltaState) current(key []byte) (overlayValue, error) {
 	return v, nil
 }
 
-func (d *deltaState) set(key []byte, v overlayValue) { d.overlay[string(key)] = v }
+func (d *deltaState) set(key []byte, v overlayValue) { d.touched[string(key)] = v }
 
 // changes returns the net changes of the touched keys, in key order.
 func (d *deltaState) changes() ([]itemChange, error) {
 	var out []itemChange
-	for _, k := range slices.Sorted(maps.Keys(d.overlay)) {
-		ch, err := d.ss.change([]byte(k), d.before[k].blob, d.overlay[k].blob)
+	for _, k := range slices.Sorted(maps.Keys(d.touched)) {
+		ch, err := d.ss.change([]byte(k), d.before[k].blob, d.touched[k].blob)
 		if err != nil {
 			return nil, err
 		}
@@ -463,70 +425,27 @@ func (d *deltaState) changes() ([]itemChange, error) {
 	return out, nil
 }
 
-// rechunk returns the index entries of the chunks holding touched keys and
-// the chunks that replace them. Each run of adjacent touched chunks is
-// rebuilt from its entries; a run whose first entry no longer starts a
-// chunk takes in the chunk before it, so the chunks stay those cut would
-// make of all the host's entries.
-func (d *deltaState) rechunk() ([]indexEntry, []chunk, error) {
-	byChunk := map[int][]string{}
-	for k := range d.overlay {
-		i := 0
-		if len(d.index) > 0 {
-			i = chunkOf(d.index, []byte(k))
+// newOverlay returns the host's overlay after the delta: a touched key
+// whose value is the base's leaves it, one whose value differs from the
+// base's (a removal of the base's item included) is in it.
+func (d *deltaState) newOverlay() ([]ovEntry, error) {
+	m := maps.Clone(d.stored)
+	for k, v := range d.touched {
+		b, err := d.ss.baseValue(d.hs.index, []byte(k))
+		if err != nil {
+			return nil, err
 		}
-		byChunk[i] = append(byChunk[i], k)
+		if bytes.Equal(v.blob, b) {
+			delete(m, k)
+		} else {
+			m[k] = v.blob
+		}
 	}
-	positions := slices.Sorted(maps.Keys(byChunk))
-	var old []indexEntry
-	var next []chunk
-	for i := 0; i < len(positions); {
-		lo, hi := positions[i], positions[i]
-		for i++; i < len(positions) && positions[i] == hi+1; i++ {
-			hi++
-		}
-		values := map[string][]byte{}
-		for p := lo; p <= hi && p < len(d.index); p++ {
-			es, err := d.chunk(p)
-			if err != nil {
-				return nil, nil, err
-			}
-			for _, e := range es {
-				values[string(e.key)] = e.blob
-			}
-			for _, k := range byChunk[p] {
-				if v := d.overlay[k]; v.blob == nil {
-					delete(values, k)
-				} else {
-					values[k] = v.blob
-				}
-			}
-		}
-		if len(d.index) == 0 {
-			for k, v := range d.overlay {
-				if v.blob != nil {
-					values[k] = v.blob
-				}
-			}
-		}
-		entries := make([]entry, 0, len(values))
-		for _, k := range slices.Sorted(maps.Keys(values)) {
-			entries = append(entries, entry{key: []byte(k), blob: values[k]})
-		}
-		if lo > 0 && len(entries) > 0 && !d.ss.boundary(entries[0].key) {
-			lo--
-			prev, err := d.chunk(lo)
-			if err != nil {
-				return nil, nil, err
-			}
-			entries = append(slices.Clip(prev), entries...)
-		}
-		if len(d.index) > 0 {
-			old = append(old, d.index[lo:hi+1]...)
-		}
-		next = append(next, d.ss.cut(entries)...)
+	ov := make([]ovEntry, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		ov = append(ov, ovEntry{key: []byte(k), blob: m[k]})
 	}
-	return old, next, nil
+	return ov, nil
 }
 
 // change returns the change of the item at key from blob before to blob
@@ -595,6 +514,7 @@ func (s *Store) GetStreamState(ctx context.Context, hostID string) (store.Stream
 func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1.Item, error) {
 	var out []*commonv1.Item
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
 		if !hostExists(tx, hostID) {
 			return store.ErrNotFound
 		}
@@ -602,17 +522,16 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 		if kind != "" {
 			prefix = append([]byte(kind), 0)
 		}
-		ss := newSets(tx, s.salt)
-		return ss.forChunks(hostIndex(tx, hostID), prefix, s.chunks, func(items []*commonv1.Item) bool {
-			for _, it := range items {
-				if kind != "" && it.GetKind() != kind {
-					if it.GetKind() > kind {
-						return false
-					}
-					continue
-				}
-				out = append(out, it)
+		ss := newSets(tx, s.salt, s.entries)
+		hs, err := ss.loadHost([]byte(hostID))
+		if err != nil {
+			return err
+		}
+		return ss.walkItems(&hs, prefix, s.chunks, func(key []byte, it *commonv1.Item) bool {
+			if !bytes.HasPrefix(key, prefix) {
+				return false
 			}
+			out = append(out, it)
 			return true
 		})
 	})
@@ -624,8 +543,8 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 
 // FindItems returns the host's items of the given kinds whose keys start
 // with the given prefixes, ordered by kind then key. One read transaction
-// seeks each prefix's range in the host's chunk index (after dropping
-// prefixes a shorter one covers) and reads it to its end only.
+// seeks each prefix's range in the host's base and overlay (after
+// dropping prefixes a shorter one covers) and reads it to its end only.
 func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
 	merged := store.MergePrefixes(prefixes)
 	keys := make([][]byte, len(merged))
@@ -641,10 +560,24 @@ func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []invento
 		if len(keys) == 0 {
 			return nil
 		}
-		ss := newSets(tx, s.salt)
-		return ss.findPrefixes(hostIndex(tx, hostID), keys, s.chunks, func(it *commonv1.Item) {
-			out = append(out, it)
-		})
+		ss := newSets(tx, s.salt, s.entries)
+		hs, err := ss.loadHost([]byte(hostID))
+		if err != nil {
+			return err
+		}
+		for _, p := range keys {
+			err := ss.walkItems(&hs, p, s.chunks, func(key []byte, it *commonv1.Item) bool {
+				if !bytes.HasPrefix(key, p) {
+					return false
+				}
+				out = append(out, it)
+				return true
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("find items of host %s: %w", hostID, err)
@@ -654,13 +587,18 @@ func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []invento
 
 // CountItems returns the number of the host's items per kind.
 func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, error) {
-	counts := make(map[string]int)
+	var counts map[string]int
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		counts = make(map[string]int)
 		if !hostExists(tx, hostID) {
 			return store.ErrNotFound
 		}
-		ss := newSets(tx, s.salt)
-		return ss.forEntries(hostIndex(tx, hostID), nil, func(e entry) (bool, error) {
+		ss := newSets(tx, s.salt, s.entries)
+		hs, err := ss.loadHost([]byte(hostID))
+		if err != nil {
+			return err
+		}
+		return ss.walk(&hs, nil, func(e entry) (bool, error) {
 			counts[kindOfKey(e.key)]++
 			return true, nil
 		})

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // ErrExists means Restore found a store file where it was to put one.
@@ -96,6 +98,14 @@ func restore(ctx context.Context, r io.Reader, path string, opts RestoreOptions)
 		return nil, fmt.Errorf("copy the backup: %w", err)
 	}
 	hosts, err := verify(ctx, tmpPath)
+	if errors.Is(err, ErrSchemaVersion) {
+		// A backup of an older layout is converted, on the copy, as the
+		// server's first read-write Open would convert it; a layout with
+		// no conversion fails the Open again and keeps the first error.
+		if upgrade(tmpPath) == nil {
+			hosts, err = verify(ctx, tmpPath)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the backup is not a usable store: %w", err)
 	}
@@ -117,8 +127,18 @@ func restore(ctx context.Context, r io.Reader, path string, opts RestoreOptions)
 	return res, syncDir(dir)
 }
 
-// verify opens a store file read-only, checks its pages and returns its
-// number of hosts.
+// upgrade opens a store file read-write, which converts an older schema,
+// and closes it.
+func upgrade(path string) error {
+	s, err := Open(path, Options{})
+	if err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// verify opens a store file read-only, checks its pages and its
+// inventories' storage (checkSetsTx) and returns its number of hosts.
 func verify(ctx context.Context, path string) (int, error) {
 	s, err := Open(path, Options{ReadOnly: true})
 	if err != nil {
@@ -126,6 +146,10 @@ func verify(ctx context.Context, path string) (int, error) {
 	}
 	defer s.Close()
 	if err := s.Check(ctx); err != nil {
+		return 0, err
+	}
+	// Every inventory adds up: bases, overlays and reference counts.
+	if err := s.view(ctx, func(tx *bolt.Tx) error { return checkSetsTx(tx, s.salt) }); err != nil {
 		return 0, err
 	}
 	hosts, err := s.ListHosts(ctx)

@@ -9,27 +9,27 @@ package bboltstore
 // address, so one host cannot make another's items read differently. Each
 // distinct blob is stored once.
 //
-// The list is cut into chunks before every boundary key: one whose hash,
-// keyed by the store's random salt, falls below 1/chunkTarget of its range.
-// Where chunks start thus depends on keys alone, so hosts built from one
-// image share most chunks, and a host's own package changes only the chunk
-// it falls in. A chunk is stored once, under its ID (the SHA-256 of its
-// encoding); a host keeps its chunk index: first item key → chunk ID. The
-// salt keeps agents from choosing keys that never cut, which would make one
-// chunk of a whole inventory and every delta rewrite it.
+// A list of entries that makes a base (bases.go: a host keeps a base and
+// its own differences from it) is cut into chunks before every boundary
+// key: one whose hash, keyed by the store's random salt, falls below
+// 1/chunkTarget of its range. Where chunks start thus depends on keys
+// alone, so bases made from hosts of one image share most chunks. A chunk
+// is stored once, under its ID (the SHA-256 of its encoding); a base is its
+// chunk index: first item key → chunk ID. The salt keeps agents from
+// choosing keys that never cut, which would make one chunk of a whole
+// inventory.
 //
-// Reference counts make sharing safe: chunk_refs counts the index entries
-// naming a chunk, blob_refs the stored chunks' entries naming a blob. They
-// change in the transaction that changes an index; a chunk or blob whose
-// count reaches zero is deleted. Blob counts change by their net change
-// over the chunks an update drops and adds, so an item moving to another
-// chunk keeps its blob, and the blobs of a rewritten chunk that stay are
-// not written.
+// Reference counts make sharing safe: base_refs counts the hosts using a
+// base, chunk_refs the base index entries naming a chunk, blob_refs the
+// stored chunks' entries and the overlays' entries naming a blob. They
+// change in the transaction that changes a host's inventory; a base, chunk
+// or blob whose count reaches zero is deleted. Blob counts change by their
+// net change, so the blobs an update keeps are not written.
 //
-// Every chunk but a host's first starts at a boundary key and no chunk holds
-// one elsewhere: a host's chunks are a function of its entries, whatever
-// sequence of updates produced them, and hosts that reached the same items
-// by different paths share the same chunks.
+// Every chunk but a base's first starts at a boundary key and no chunk
+// holds one elsewhere: a base's chunks, and its ID, are a function of its
+// entries, and hosts that reached the same items share the same bases and
+// chunks.
 
 import (
 	"bytes"
@@ -75,23 +75,31 @@ type indexEntry struct {
 	id    []byte
 }
 
-// sets reads and writes the shared chunks and blobs in one transaction.
+// sets reads and writes the shared bases, chunks and blobs and the hosts'
+// overlays (bases.go) in one transaction.
 type sets struct {
 	salt                               []byte
 	chunks, chunkRefs, blobs, blobRefs *bolt.Bucket
+	bases, baseRefs, overlays          *bolt.Bucket
+	// entryCache holds decoded chunk entries; nil for none.
+	entryCache *chunkCache[entry]
 	// newBlobs holds the bytes of an update's items by blob ID: the blobs
 	// that may not be stored yet.
 	newBlobs map[string][]byte
 	buf      []byte
 }
 
-func newSets(tx *bolt.Tx, salt []byte) *sets {
+func newSets(tx *bolt.Tx, salt []byte, entryCache *chunkCache[entry]) *sets {
 	return &sets{
-		salt:      salt,
-		chunks:    tx.Bucket(bucketChunks),
-		chunkRefs: tx.Bucket(bucketChunkRefs),
-		blobs:     tx.Bucket(bucketBlobs),
-		blobRefs:  tx.Bucket(bucketBlobRefs),
+		salt:       salt,
+		chunks:     tx.Bucket(bucketChunks),
+		chunkRefs:  tx.Bucket(bucketChunkRefs),
+		blobs:      tx.Bucket(bucketBlobs),
+		blobRefs:   tx.Bucket(bucketBlobRefs),
+		bases:      tx.Bucket(bucketBases),
+		baseRefs:   tx.Bucket(bucketBaseRefs),
+		overlays:   tx.Bucket(bucketOverlays),
+		entryCache: entryCache,
 	}
 }
 
@@ -273,19 +281,6 @@ func itemHash(blob []byte) ([]byte, error) {
 	return nil, nil
 }
 
-// loadIndex reads a host's chunk index, in key order.
-func loadIndex(idx *bolt.Bucket) []indexEntry {
-	var out []indexEntry
-	if idx == nil {
-		return nil
-	}
-	c := idx.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		out = append(out, indexEntry{first: bytes.Clone(k), id: bytes.Clone(v)})
-	}
-	return out
-}
-
 // chunkOf returns the position in index of the chunk key falls in: the
 // last starting at or before key, or the first. index must not be empty.
 func chunkOf(index []indexEntry, key []byte) int {
@@ -316,43 +311,6 @@ func unchanged(old []indexEntry, next []chunk) map[string]bool {
 		}
 	}
 	return same
-}
-
-// replace replaces the chunks old of a host's index by next, which cover
-// the same range of keys, keeping the chunks both hold. Blob references
-// are counted net: a blob that moves from a dropped chunk to a new one is
-// not touched.
-func (s *sets) replace(idx *bolt.Bucket, old []indexEntry, next []chunk) error {
-	same := unchanged(old, next)
-	firsts := make(map[string]bool, len(next))
-	blobs := map[string]int64{}
-	for i := range next {
-		c := &next[i]
-		firsts[string(c.first())] = true
-		if same[string(c.first())] {
-			continue
-		}
-		if err := s.ref(c, blobs); err != nil {
-			return err
-		}
-		if err := idx.Put(c.first(), c.id); err != nil {
-			return fmt.Errorf("index chunk: %w", err)
-		}
-	}
-	for _, o := range old {
-		if same[string(o.first)] {
-			continue
-		}
-		if err := s.unref(o.id, blobs); err != nil {
-			return err
-		}
-		if !firsts[string(o.first)] {
-			if err := idx.Delete(o.first); err != nil {
-				return fmt.Errorf("unindex chunk: %w", err)
-			}
-		}
-	}
-	return s.refBlobs(blobs)
 }
 
 func count(b *bolt.Bucket, id []byte) (uint64, error) {
@@ -456,31 +414,15 @@ func (s *sets) refBlobs(blobs map[string]int64) error {
 	return nil
 }
 
-// seekChunk positions c, a cursor on a host's chunk index, on the chunk
-// that may hold from: the last starting at or before it, or the first.
-// It returns that chunk's index entry; nil k for an empty index.
-func seekChunk(c *bolt.Cursor, from []byte) (k, v []byte) {
-	if from == nil {
-		return c.First()
-	}
-	switch k, v = c.Seek(from); {
-	case k == nil:
-		k, v = c.Last()
-	case !bytes.Equal(k, from):
-		if k, v = c.Prev(); k == nil {
-			k, v = c.First()
-		}
-	}
-	return k, v
-}
-
 // chunkItems returns the decoded items of chunk id, taken from cache when
-// it has them.
-func (s *sets) chunkItems(id []byte, cache *chunkCache) ([]*commonv1.Item, error) {
+// it has them. Only chunks several hosts share are worth keeping, a
+// host's own would push the shared ones out: those of a base several
+// hosts use (shared), or those several bases hold.
+func (s *sets) chunkItems(id []byte, cache *chunkCache[*commonv1.Item], shared bool) ([]*commonv1.Item, error) {
 	if items, ok := cache.get(id); ok {
 		return items, nil
 	}
-	entries, err := s.loadChunk(id)
+	entries, err := s.chunkEntries(id)
 	if err != nil {
 		return nil, err
 	}
@@ -492,81 +434,14 @@ func (s *sets) chunkItems(id []byte, cache *chunkCache) ([]*commonv1.Item, error
 		}
 		items = append(items, it)
 	}
-	// Only chunks several hosts share are worth keeping: a host's own
-	// chunks would push the shared ones out.
-	if n, err := count(s.chunkRefs, id); err == nil && n > 1 {
+	if !shared {
+		n, err := count(s.chunkRefs, id)
+		shared = err == nil && n > 1
+	}
+	if shared {
 		cache.put(id, items)
 	}
 	return items, nil
-}
-
-// forChunks calls fn with the decoded items of each chunk of the index
-// from the one that may hold from onwards, in key order, taking decoded
-// chunks from cache when it has them. fn returns false to stop. Items
-// before from in the first chunk are passed too; fn filters.
-func (s *sets) forChunks(idx *bolt.Bucket, from []byte, cache *chunkCache, fn func([]*commonv1.Item) bool) error {
-	if idx == nil {
-		return nil
-	}
-	c := idx.Cursor()
-	for k, v := seekChunk(c, from); k != nil; k, v = c.Next() {
-		items, err := s.chunkItems(v, cache)
-		if err != nil {
-			return err
-		}
-		if !fn(items) {
-			return nil
-		}
-	}
-	return nil
-}
-
-// findPrefixes calls fn with the items of the index whose item keys
-// start with one of prefixes, which are item key prefixes (kind, NUL,
-// key prefix), sorted, none a prefix of another. Each range is sought in
-// the index and read until its keys pass the prefix; a chunk starting
-// past it is not read.
-func (s *sets) findPrefixes(idx *bolt.Bucket, prefixes [][]byte, cache *chunkCache, fn func(*commonv1.Item)) error {
-	if idx == nil {
-		return nil
-	}
-	c := idx.Cursor()
-	// The chunk decoded last: consecutive prefixes often fall in one.
-	var lastID []byte
-	var last []*commonv1.Item
-	var buf []byte
-	for _, p := range prefixes {
-		for k, v := seekChunk(c, p); k != nil; k, v = c.Next() {
-			if bytes.Compare(k, p) > 0 && !bytes.HasPrefix(k, p) {
-				break // the chunk starts past the prefix's range
-			}
-			if !bytes.Equal(v, lastID) {
-				items, err := s.chunkItems(v, cache)
-				if err != nil {
-					return err
-				}
-				lastID, last = bytes.Clone(v), items
-			}
-			// The chunk's items at or after p, up to the first past it.
-			i := sort.Search(len(last), func(i int) bool {
-				buf = itemKeyOf(buf[:0], last[i])
-				return bytes.Compare(buf, p) >= 0
-			})
-			past := false
-			for _, it := range last[i:] {
-				buf = itemKeyOf(buf[:0], it)
-				if !bytes.HasPrefix(buf, p) {
-					past = true
-					break
-				}
-				fn(it)
-			}
-			if past {
-				break
-			}
-		}
-	}
-	return nil
 }
 
 // itemKeyOf appends the item key of it to b.
@@ -574,29 +449,4 @@ func itemKeyOf(b []byte, it *commonv1.Item) []byte {
 	b = append(b, it.GetKind()...)
 	b = append(b, 0)
 	return append(b, it.GetKey()...)
-}
-
-// forEntries calls fn for a host's entries in key order, from the chunk
-// holding from (nil: the first) until fn returns false.
-func (s *sets) forEntries(idx *bolt.Bucket, from []byte, fn func(entry) (bool, error)) error {
-	if idx == nil {
-		return nil
-	}
-	c := idx.Cursor()
-	for k, v := seekChunk(c, from); k != nil; k, v = c.Next() {
-		entries, err := s.loadChunk(v)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if bytes.Compare(e.key, from) < 0 {
-				continue
-			}
-			more, err := fn(e)
-			if err != nil || !more {
-				return err
-			}
-		}
-	}
-	return nil
 }

@@ -28,87 +28,13 @@ func openFast(t testing.TB) *Store {
 	return s
 }
 
-// checkSets checks the content-addressed storage of the whole store: each
-// host's chunks are those cut makes of its entries, every reference count
-// is the number of references, and nothing unreferenced is stored.
+// checkSets checks the content-addressed storage of the whole store
+// (checkSetsTx): bases are those cut makes of their entries, overlays are
+// canonical, every reference count is the number of references, nothing
+// unreferenced is stored, and each host's items match its accumulator.
 func checkSets(t *testing.T, s *Store) {
 	t.Helper()
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ss := newSets(tx, s.salt)
-		chunkRefs := map[string]uint64{}
-		err := tx.Bucket(bucketInvChunks).ForEachBucket(func(host []byte) error {
-			idx := hostIndex(tx, string(host))
-			index := loadIndex(idx)
-			var all []entry
-			for _, ie := range index {
-				entries, err := ss.loadChunk(ie.id)
-				if err != nil {
-					return err
-				}
-				if !bytes.Equal(entries[0].key, ie.first) {
-					return fmt.Errorf("host %s: chunk indexed at %q starts at %q", host, ie.first, entries[0].key)
-				}
-				all = append(all, entries...)
-				chunkRefs[string(ie.id)]++
-			}
-			if !slices.IsSortedFunc(all, func(a, b entry) int { return bytes.Compare(a.key, b.key) }) {
-				return fmt.Errorf("host %s: entries out of order", host)
-			}
-			want := ss.cut(all)
-			if len(want) != len(index) {
-				return fmt.Errorf("host %s: %d chunks, cut makes %d", host, len(index), len(want))
-			}
-			for i := range want {
-				if !bytes.Equal(want[i].id, index[i].id) {
-					return fmt.Errorf("host %s: chunk %d at %q is not the one cut makes", host, i, index[i].first)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		blobRefs := map[string]uint64{}
-		if err := ss.chunks.ForEach(func(id, v []byte) error {
-			entries, err := decodeChunk(v)
-			if err != nil {
-				return err
-			}
-			for _, e := range entries {
-				blobRefs[string(e.blob)]++
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, c := range []struct {
-			name        string
-			refs, items *bolt.Bucket
-			want        map[string]uint64
-		}{{"chunk", ss.chunkRefs, ss.chunks, chunkRefs}, {"blob", ss.blobRefs, ss.blobs, blobRefs}} {
-			got := map[string]uint64{}
-			if err := c.refs.ForEach(func(k, _ []byte) error {
-				n, err := count(c.refs, k)
-				got[string(k)] = n
-				return err
-			}); err != nil {
-				return err
-			}
-			if !maps.Equal(got, c.want) {
-				return fmt.Errorf("%s reference counts: %d stored, %d expected, or counts differ", c.name, len(got), len(c.want))
-			}
-			if n := c.items.Stats().KeyN; n != len(c.want) {
-				return fmt.Errorf("%d %ss stored, %d referenced", n, c.name, len(c.want))
-			}
-			for id := range c.want {
-				if c.items.Get([]byte(id)) == nil {
-					return fmt.Errorf("%s %x is referenced but missing", c.name, id)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.db.View(func(tx *bolt.Tx) error { return checkSetsTx(tx, s.salt) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -223,7 +149,7 @@ func TestSetsStayCanonical(t *testing.T) {
 	}
 	checkSets(t, s)
 	if err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs} {
+		for _, b := range [][]byte{bucketOverlays, bucketBases, bucketBaseRefs, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs} {
 			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
 				return fmt.Errorf("%d keys left in %s after every host was emptied", n, b)
 			}
@@ -326,8 +252,14 @@ func TestSharedInventorySize(t *testing.T) {
 	file, used := fileSize(t, s)
 	t.Logf("%d hosts × 2,005 items: file %d KiB (%d bytes/host), pages in use %d KiB; naive copies %d KiB (%d bytes/host): file is %.1f%%",
 		hosts, file>>10, file/int64(hosts), used>>10, naive>>10, naive/hosts, 100*float64(file)/float64(naive))
-	if limit := int64(naive) * 15 / 100; file > limit {
-		t.Fatalf("file is %d bytes, over 15%% of %d bytes of naive copies", file, naive)
+	// Measured: 1.7% with 1,000 hosts (the file's pages 0.9%), 4.4% with
+	// 100, whose file's fixed part weighs more.
+	pct := int64(3)
+	if hosts < 1000 {
+		pct = 6
+	}
+	if limit := int64(naive) * pct / 100; file > limit {
+		t.Fatalf("file is %d bytes, over %d%% of %d bytes of naive copies", file, pct, naive)
 	}
 	checkSets(t, s)
 

@@ -282,6 +282,32 @@ func (s *Store) ListDrift(ctx context.Context, f store.DriftFilter) ([]*store.Dr
 	return out, nil
 }
 
+// CountDrift implements store.DriftStore with one GROUP BY over the drift
+// table's columns: no document is read.
+func (s *Store) CountDrift(ctx context.Context, f store.DriftFilter, now time.Time) ([]store.DriftCount, error) {
+	if err := checkText("host ID", f.HostID, "baseline", f.Baseline, "type", f.Type, "severity", f.Severity); err != nil {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT host_id, baseline, drift_type, severity, coalesce(accepted_until > $6, false), count(*)
+		FROM drift
+		WHERE ($1 = '' OR host_id = $1) AND ($2 = '' OR baseline = $2) AND ($3 = '' OR drift_type = $3)
+		  AND ($4 = '' OR severity = $4) AND ($5 OR resolved_at IS NULL)
+		GROUP BY 1, 2, 3, 4, 5
+		ORDER BY 1, 2, 3, 4, 5`, f.HostID, f.Baseline, f.Type, f.Severity, f.All, now)
+	if err != nil {
+		return nil, fmt.Errorf("count drift: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.DriftCount, error) {
+		var c store.DriftCount
+		err := row.Scan(&c.HostID, &c.Baseline, &c.Type, &c.Severity, &c.Accepted, &c.Count)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count drift: %w", err)
+	}
+	return out, nil
+}
+
 // AcceptDrift implements store.DriftStore.
 func (s *Store) AcceptDrift(ctx context.Context, id string, a store.Acceptance) (*store.Drift, error) {
 	n, ok := driftNum(id)
@@ -357,4 +383,30 @@ func (s *Store) ExpireDriftAcceptances(ctx context.Context, now time.Time) ([]*s
 		return nil, fmt.Errorf("expire drift acceptances: %w", err)
 	}
 	return out, nil
+}
+
+// pruneDriftBatch is how many rows one PruneDrift statement deletes at
+// most, each statement its own transaction, so a large backlog is not one
+// huge transaction. Tests lower it.
+var pruneDriftBatch = 10_000
+
+// PruneDrift implements store.DriftStore. Resolved drift never changes
+// again (AcceptDrift refuses it, ReplaceHostDrift touches open drift
+// only), so the batches need no lock.
+func (s *Store) PruneDrift(ctx context.Context, resolvedBefore time.Time) (int, error) {
+	total := 0
+	for {
+		// id = ANY(ARRAY(...)) rather than id IN (...): the planner may
+		// answer IN with a hash join over a scan of the whole table.
+		tag, err := s.pool.Exec(ctx, `DELETE FROM drift WHERE id = ANY(ARRAY(
+			SELECT id FROM drift WHERE resolved_at < $1 ORDER BY resolved_at LIMIT $2))`, resolvedBefore, pruneDriftBatch)
+		if err != nil {
+			return total, fmt.Errorf("prune drift resolved before %s: %w", resolvedBefore.Format(time.RFC3339), err)
+		}
+		n := int(tag.RowsAffected())
+		total += n
+		if n < pruneDriftBatch {
+			return total, nil
+		}
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/quantumlayer/qinfra/pkg/baseline"
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 	"github.com/quantumlayer/qinfra/server/internal/store"
@@ -495,5 +496,33 @@ func TestMissingStreamRow(t *testing.T) {
 	mustApply(t, s, full("h1", 1, benchItems(t, 3, "1")))
 	if st, err := s.GetStreamState(ctx, "h1"); err != nil || st.LastSeq != 1 || st.Items != 3 {
 		t.Fatalf("GetStreamState = %+v, %v", st, err)
+	}
+}
+
+// TestPruneDriftInBatches prunes resolved drift over several statements
+// and leaves open drift.
+func TestPruneDriftInBatches(t *testing.T) {
+	defer func(n int) { pruneDriftBatch = n }(pruneDriftBatch)
+	pruneDriftBatch = 7
+	s := openTest(t)
+	ctx := context.Background()
+	var devs []baseline.Deviation
+	for i := range 25 {
+		devs = append(devs, baseline.Deviation{Baseline: "web", BaselineVersion: 1, Type: baseline.TypeVersion,
+			Severity: baseline.SeverityHigh, Action: "alert", Kind: "package", Key: fmt.Sprintf("p%d", i),
+			Rule: baseline.RulePackageMinimum, Expected: ">= 2", Actual: "1"})
+	}
+	if _, err := s.ReplaceHostDrift(ctx, benchNow, store.HostDeviations{HostID: "h1", Deviations: devs}); err != nil {
+		t.Fatal(err)
+	}
+	// 21 resolved, 4 left open.
+	if _, err := s.ReplaceHostDrift(ctx, benchNow.Add(time.Minute), store.HostDeviations{HostID: "h1", Deviations: devs[21:]}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneDrift(ctx, benchNow.Add(time.Hour)); err != nil || n != 21 {
+		t.Fatalf("PruneDrift = %d, %v; want 21", n, err)
+	}
+	if n := countRows(t, s, "drift"); n != 4 {
+		t.Fatalf("%d drift rows left, want the 4 open", n)
 	}
 }

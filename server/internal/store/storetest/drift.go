@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,6 +18,8 @@ var driftTests = []test{
 	{"DriftListFilters", testDriftListFilters},
 	{"DriftAcceptAndExpire", testDriftAcceptAndExpire},
 	{"DriftScopedReplace", testDriftScopedReplace},
+	{"DriftPrune", testDriftPrune},
+	{"DriftCount", testDriftCount},
 }
 
 func dev(bl, key, actual string) baseline.Deviation {
@@ -323,4 +326,178 @@ func sorted(ss []string) []string {
 	out := slices.Clone(ss)
 	slices.Sort(out)
 	return out
+}
+
+// testDriftPrune resolves drift at different times, prunes at a cut-off
+// between them, and checks that only drift resolved before it went.
+func testDriftPrune(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t1, t2, t3, t4 := t0, t0.Add(time.Hour), t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+	replace(t, s, t1, "h1", dev("web", "openssl", "1.0"), dev("web", "curl", "1"), dev("web", "bash", "4"), dev("web", "zlib", "1"))
+	replace(t, s, t1, "h2", dev("web", "openssl", "1.0"), dev("web", "curl", "1"))
+	ids := map[string]string{} // host/key → ID of the first drift
+	for _, d := range listDrift(t, s, store.DriftFilter{}) {
+		ids[d.HostID+"/"+d.Key] = d.ID
+	}
+	// bash stays open and is accepted.
+	if _, err := s.AcceptDrift(ctx, ids["h1/bash"], store.Acceptance{Justification: "pinned", Until: t4.Add(time.Hour), By: "ops", At: t1}); err != nil {
+		t.Fatal(err)
+	}
+	// At t2, h1's curl and h2's openssl and curl are resolved (h2 has no
+	// drift left); at t3, h1's openssl. zlib stays open.
+	replace(t, s, t2, "h1", dev("web", "openssl", "1.0"), dev("web", "bash", "4"), dev("web", "zlib", "1"))
+	replace(t, s, t2, "h2")
+	replace(t, s, t3, "h1", dev("web", "bash", "4"), dev("web", "zlib", "1"))
+
+	// Nothing was resolved before t2.
+	if n, err := s.PruneDrift(ctx, t2); err != nil || n != 0 {
+		t.Fatalf("PruneDrift(t2) = %d, %v; want 0", n, err)
+	}
+	// A cut-off between t2 and t3: the three resolved at t2 go.
+	if n, err := s.PruneDrift(ctx, t2.Add(time.Minute)); err != nil || n != 3 {
+		t.Fatalf("PruneDrift(t2+1m) = %d, %v; want 3", n, err)
+	}
+	for _, k := range []string{"h1/curl", "h2/openssl", "h2/curl"} {
+		if d, err := s.GetDrift(ctx, ids[k]); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("GetDrift(%s, pruned %s) = %+v, %v; want ErrNotFound", ids[k], k, d, err)
+		}
+	}
+	if d, err := s.GetDrift(ctx, ids["h1/openssl"]); err != nil || d.Open() || !d.ResolvedAt.Equal(t3) {
+		t.Fatalf("GetDrift(openssl, resolved at t3) = %+v, %v", d, err)
+	}
+	if d, err := s.GetDrift(ctx, ids["h1/bash"]); err != nil || !d.Open() || !d.Accepted(t3) {
+		t.Fatalf("GetDrift(bash, open and accepted) = %+v, %v", d, err)
+	}
+	wantAll := []string{"h1/openssl/1.0", "h1/bash/4", "h1/zlib/1"}
+	if got := keys(listDrift(t, s, store.DriftFilter{All: true})); !slices.Equal(sorted(got), sorted(wantAll)) {
+		t.Fatalf("ListDrift(all) after pruning = %q, want %q", got, wantAll)
+	}
+	if got := keys(listDrift(t, s, store.DriftFilter{All: true, HostID: "h2"})); len(got) != 0 {
+		t.Fatalf("ListDrift(all, h2) after pruning = %q, want none", got)
+	}
+	if got := keys(listDrift(t, s, store.DriftFilter{})); !slices.Equal(sorted(got), sorted([]string{"h1/bash/4", "h1/zlib/1"})) {
+		t.Fatalf("open drift after pruning = %q", got)
+	}
+	// Pruning again at the same cut-off is a no-op.
+	if n, err := s.PruneDrift(ctx, t2.Add(time.Minute)); err != nil || n != 0 {
+		t.Fatalf("second PruneDrift(t2+1m) = %d, %v; want 0", n, err)
+	}
+	// A recurrence of pruned drift opens a new drift as usual.
+	if got := replace(t, s, t4, "h2", dev("web", "curl", "2")); !slices.Equal(got, []string{"opened curl"}) {
+		t.Fatalf("recurrence after pruning = %q", got)
+	}
+	h2 := listDrift(t, s, store.DriftFilter{All: true, HostID: "h2"})
+	if len(h2) != 1 || !h2[0].Open() || !h2[0].OpenedAt.Equal(t4) || h2[0].ID == ids["h2/curl"] {
+		t.Fatalf("h2 drift after recurrence = %+v", h2)
+	}
+	// A cut-off after everything: only what is resolved goes, never open
+	// drift, accepted or not.
+	if n, err := s.PruneDrift(ctx, t4.Add(24*time.Hour)); err != nil || n != 1 {
+		t.Fatalf("PruneDrift(all resolved) = %d, %v; want 1", n, err)
+	}
+	if got := keys(listDrift(t, s, store.DriftFilter{All: true})); !slices.Equal(sorted(got), sorted([]string{"h1/bash/4", "h1/zlib/1", "h2/curl/2"})) {
+		t.Fatalf("ListDrift(all) after pruning every resolved drift = %q", got)
+	}
+	if n, err := s.PruneDrift(ctx, t4.Add(24*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("second PruneDrift(all resolved) = %d, %v; want 0", n, err)
+	}
+	// The remaining drift still resolves and is pruned like any other.
+	replace(t, s, t4.Add(time.Hour), "h1")
+	if n, err := s.PruneDrift(ctx, t4.Add(2*time.Hour)); err != nil || n != 2 {
+		t.Fatalf("PruneDrift after resolving h1 = %d, %v; want 2", n, err)
+	}
+}
+
+// testDriftCount checks CountDrift against the drift ListDrift returns.
+func testDriftCount(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	count := func(f store.DriftFilter, now time.Time) []store.DriftCount {
+		t.Helper()
+		cs, err := s.CountDrift(ctx, f, now)
+		if err != nil {
+			t.Fatalf("CountDrift(%+v): %v", f, err)
+		}
+		return cs
+	}
+	// fromList is what CountDrift must answer: ListDrift's drift, counted.
+	fromList := func(f store.DriftFilter, now time.Time) []store.DriftCount {
+		t.Helper()
+		m := map[store.DriftCount]int{}
+		for _, d := range listDrift(t, s, f) {
+			m[store.DriftCount{HostID: d.HostID, Baseline: d.Baseline, Type: d.Type, Severity: d.Severity, Accepted: d.Accepted(now)}]++
+		}
+		var out []store.DriftCount
+		for c, n := range m {
+			c.Count = n
+			out = append(out, c)
+		}
+		slices.SortFunc(out, func(a, b store.DriftCount) int {
+			return cmp.Or(cmp.Compare(a.HostID, b.HostID), cmp.Compare(a.Baseline, b.Baseline), cmp.Compare(a.Type, b.Type),
+				cmp.Compare(a.Severity, b.Severity), cmp.Compare(fmt.Sprint(a.Accepted), fmt.Sprint(b.Accepted)))
+		})
+		return out
+	}
+	if got := count(store.DriftFilter{}, t0); len(got) != 0 {
+		t.Fatalf("CountDrift of an empty store = %+v", got)
+	}
+	users := dev("base", "mallory", "present")
+	users.Type, users.Severity, users.Rule, users.Kind = baseline.TypeUsers, baseline.SeverityCritical, baseline.RuleUserAllowed, "user"
+	crit := dev("web", "bash", "4")
+	crit.Severity = baseline.SeverityCritical
+	replace(t, s, t0, "h1", dev("web", "openssl", "1"), dev("web", "curl", "1"), crit, users)
+	replace(t, s, t0, "h2", dev("web", "openssl", "1"), dev("web", "zlib", "1"))
+	replace(t, s, t0, "h3", dev("web", "openssl", "1"))
+	ids := map[string]string{}
+	for _, d := range listDrift(t, s, store.DriftFilter{}) {
+		ids[d.HostID+"/"+d.Key] = d.ID
+	}
+	// h1's curl accepted for an hour, h2's zlib for two.
+	for k, until := range map[string]time.Time{"h1/curl": t0.Add(time.Hour), "h2/zlib": t0.Add(2 * time.Hour)} {
+		if _, err := s.AcceptDrift(ctx, ids[k], store.Acceptance{Justification: "j", Until: until, By: "ops", At: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// h3's openssl is resolved, then comes back with a new severity.
+	replace(t, s, t0.Add(time.Minute), "h3")
+	again := dev("web", "openssl", "1")
+	again.Severity = baseline.SeverityLow
+	replace(t, s, t0.Add(2*time.Minute), "h3", again)
+
+	web, high, ver := "web", baseline.SeverityHigh, baseline.TypeVersion
+	want := []store.DriftCount{
+		{HostID: "h1", Baseline: "base", Type: baseline.TypeUsers, Severity: baseline.SeverityCritical, Count: 1},
+		{HostID: "h1", Baseline: web, Type: ver, Severity: baseline.SeverityCritical, Count: 1},
+		{HostID: "h1", Baseline: web, Type: ver, Severity: high, Count: 1},
+		{HostID: "h1", Baseline: web, Type: ver, Severity: high, Accepted: true, Count: 1},
+		{HostID: "h2", Baseline: web, Type: ver, Severity: high, Count: 1},
+		{HostID: "h2", Baseline: web, Type: ver, Severity: high, Accepted: true, Count: 1},
+		{HostID: "h3", Baseline: web, Type: ver, Severity: baseline.SeverityLow, Count: 1},
+	}
+	if got := count(store.DriftFilter{}, t0); !slices.Equal(got, want) {
+		t.Fatalf("CountDrift(open, t0) =\n%+v\nwant\n%+v", got, want)
+	}
+	for _, now := range []time.Time{t0, t0.Add(time.Hour), t0.Add(90 * time.Minute), t0.Add(3 * time.Hour)} {
+		for _, f := range []store.DriftFilter{
+			{}, {All: true}, {HostID: "h1"}, {HostID: "h3", All: true}, {Baseline: "web"}, {Type: baseline.TypeUsers},
+			{Severity: high}, {Severity: high, HostID: "h2"}, {Baseline: "web", Severity: baseline.SeverityLow, All: true},
+			{HostID: "nope"}, {Baseline: "nope", All: true},
+		} {
+			if got, want := count(f, now), fromList(f, now); !slices.Equal(got, want) {
+				t.Errorf("CountDrift(%+v, %s) =\n%+v\nwant\n%+v", f, now.Sub(t0), got, want)
+			}
+		}
+	}
+	// An acceptance that expired is counted as not accepted once expired
+	// in the store too.
+	if _, err := s.ExpireDriftAcceptances(ctx, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := count(store.DriftFilter{}, t0), fromList(store.DriftFilter{}, t0); !slices.Equal(got, want) {
+		t.Errorf("CountDrift after expiry =\n%+v\nwant\n%+v", got, want)
+	}
+	// A changed actual value clears an acceptance.
+	replace(t, s, t0.Add(3*time.Minute), "h2", dev("web", "openssl", "1"), dev("web", "zlib", "2"))
+	if got := count(store.DriftFilter{HostID: "h2"}, t0); len(got) != 1 || got[0].Count != 2 || got[0].Accepted {
+		t.Errorf("CountDrift(h2) after a change = %+v, want 2 not accepted", got)
+	}
 }
