@@ -43,10 +43,10 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	runWith(nil, "frobnicate").fails(t, `unknown command "frobnicate"`)
-	runWith(nil, "host").fails(t, "host needs one of: get, inventory, revoke, label")
+	runWith(nil, "host").fails(t, "host needs one of: get, inventory, changes, revoke, label")
 	runWith(nil, "host", "frob").fails(t, `unknown command "host frob"`)
 	r = runWith(nil, "host", "-h")
-	if r.code != 0 || !strings.Contains(r.stderr, "qinfractl host <get|inventory|revoke|label>") {
+	if r.code != 0 || !strings.Contains(r.stderr, "qinfractl host <get|inventory|changes|revoke|label>") {
 		t.Errorf("host -h: %+v", r)
 	}
 	r = runWith(nil, "host", "inventory", "-h")
