@@ -14,7 +14,10 @@ import (
 	"github.com/quantumlayer/qinfra/server/internal/store/bboltstore"
 )
 
-var benchHosts = flag.Int("drift-hosts", 10000, "hosts of BenchmarkDriftRecompute")
+var (
+	benchHosts    = flag.Int("drift-hosts", 10000, "hosts of BenchmarkDriftRecompute")
+	imagePackages = flag.Int("image-packages", 400, "packages of each simulated image")
+)
 
 func seal(it *commonv1.Item) *commonv1.Item {
 	if err := inventory.Seal(it); err != nil {
@@ -41,11 +44,11 @@ func serviceItem(name, state string) *commonv1.Item {
 	return seal(&commonv1.Item{Kind: inventory.KindService, Key: name, Body: &commonv1.Item_Service{Service: &commonv1.Service{Manager: "systemd", Name: name, UnitFileState: state}}})
 }
 
-// image is a golden image's items: 400 packages, 20 files, 25 users, 30
-// services.
+// image is a golden image's items: 400 packages (-image-packages), 20
+// files, 25 users, 30 services.
 func image(i int) []*commonv1.Item {
 	var items []*commonv1.Item
-	for p := range 400 {
+	for p := range *imagePackages {
 		items = append(items, pkgItem(fmt.Sprintf("pkg%03d", p), fmt.Sprintf("1.%d.%d-1", i, p)))
 	}
 	for f := range 20 {
@@ -70,20 +73,21 @@ func image(i int) []*commonv1.Item {
 func hostItems(img []*commonv1.Item, imgNo, h int) []*commonv1.Item {
 	items := make([]*commonv1.Item, len(img), len(img)+5)
 	copy(items, img)
+	np := *imagePackages
 	for k := range 30 {
-		p := (h*7 + k*13) % 400
+		p := (h*7 + k*13) % np
 		items[p] = pkgItem(fmt.Sprintf("pkg%03d", p), fmt.Sprintf("1.%d.%d-0", imgNo, p))
 	}
 	for k := range 10 {
 		f := (h + k) % 20
-		items[400+f] = fileItem(fmt.Sprintf("/etc/app%d.conf", f), 1_000_000+h)
+		items[np+f] = fileItem(fmt.Sprintf("/etc/app%d.conf", f), 1_000_000+h)
 	}
 	for k := range 5 {
 		items = append(items, userItem(fmt.Sprintf("x%d-%d", h, k), uint32(5000+k)))
 	}
 	for k := range 5 {
 		s := (h + k*6 + 1) % 30
-		items[445+s] = serviceItem(fmt.Sprintf("svc%02d.service", s), "masked")
+		items[np+45+s] = serviceItem(fmt.Sprintf("svc%02d.service", s), "masked")
 	}
 	return items
 }
