@@ -37,12 +37,15 @@
 // Hosts built from the same image hold the same items: each distinct item
 // body (its deterministic protobuf encoding without kind and key) is
 // stored once in items, keyed by its SHA-256 computed by the server (an
-// agent cannot make another host's item resolve to a body it chose), and
-// each host's set is a table of thin rows (host, kind, key, body hash).
+// agent cannot make another host's item resolve to a body it chose). Item
+// sets are content-addressed too: a set of (kind, key, body hash) rows is
+// stored once as a base, shared by the hosts that hold it or nearly, and
+// each host keeps its base's ID and an overlay of its own differences
+// (see bases.go).
 // The stream row keeps the host's inventory.Accumulator, so a delta is
 // checked against the agent's set hash reading only the items it touches;
-// a full inventory is compared with the stored set and only the
-// difference is written. The item changes of the history reference bodies
+// a full inventory is compared with the stored set, and only the
+// difference is recorded. The item changes of the history reference bodies
 // too. Unreferenced bodies are deleted by PruneHistory, not on every
 // update: an update only ever inserts bodies, and bodies lose their last
 // reference when the history that names them is pruned.
@@ -106,6 +109,10 @@ type Store struct {
 	// lockKey is the second key of the store's advisory locks, derived
 	// from the schema name so stores in different schemas do not contend.
 	lockKey int32
+	// bases caches the contents of bases, mru lists the bases this
+	// replica's hosts took last (see bases.go).
+	bases baseCache
+	mru   baseMRU
 }
 
 var _ store.Store = (*Store)(nil)

@@ -90,8 +90,8 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int, error)
 	return n, nil
 }
 
-// collectItems deletes the item bodies that no host's items and no item
-// change reference, and returns how many. It walks the bodies in hash
+// collectItems deletes the item bodies that no base, no host's overlay and
+// no item change reference, and returns how many. It walks the bodies in hash
 // order, gcBatch at a time; each batch is checked and deleted in a
 // transaction holding the exclusive items lock, which waits for the
 // transactions that may be referencing bodies (they hold the lock shared,
@@ -117,7 +117,8 @@ func (s *Store) collectItems(ctx context.Context) (int, error) {
 			}
 			tag, err := tx.Exec(ctx, `DELETE FROM items i
 				WHERE i.body_hash = ANY($1)
-				AND NOT EXISTS (SELECT 1 FROM host_items h WHERE h.body_hash = i.body_hash)
+				AND NOT EXISTS (SELECT 1 FROM inv_base_items b WHERE b.body_hash = i.body_hash)
+				AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.body_hash = i.body_hash)
 				AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.before_hash = i.body_hash)
 				AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.after_hash = i.body_hash)`, batch)
 			n = int(tag.RowsAffected())

@@ -63,8 +63,8 @@ func knownKind(kind string) bool { return slices.Contains(inventory.Kinds, kind)
 // ApplyInventory applies u as store.Inventory documents, in one
 // transaction holding the host's stream row. The stream row keeps the
 // accumulator of the stored items, so a delta reads only the items it
-// touches. A full inventory is compared with the stored set and only the
-// difference is written (and recorded as changes, except for the host's
+// touches. A full inventory is compared with the stored set, the
+// difference recorded as changes (except for the host's
 // first). An update is checked in full before anything is written: a
 // removal of an item that is not stored changes nothing, and a malformed
 // item fails the whole update with ErrInvalid.
@@ -77,21 +77,24 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 		return 0, fmt.Errorf("apply inventory seq %d for host %s: %w", u.Seq, u.HostID, err)
 	}
 	// What the update is compared with is read with the lock, in its
-	// round trip: the host's whole set for a full inventory, the items it
-	// touches for a delta.
-	var set map[inventory.Ref][]byte
-	var touched map[inventory.Ref]storedItem
-	var read *lockedRead
+	// round trip: the host's base ID and overlay and the candidate bases
+	// for a full inventory, the items it touches for a delta.
+	var old hostSetRead
+	var cands []candidate
+	var touched map[inventory.Ref]touchedItem
+	var reads []*lockedRead
 	refs := touchedRefs(u, pending)
 	switch {
 	case u.Full:
-		read = readSet(u.HostID, &set)
+		reads = []*lockedRead{readHostBase(u.HostID, &old.baseID), readOverlay(u.HostID, &old.overlay),
+			readCandidates(s.mru.list(), &cands)}
 	case len(refs) > 0:
-		read = readTouched(u.HostID, refs, &touched)
+		reads = []*lockedRead{readHostBase(u.HostID, &old.baseID), readTouched(u.HostID, refs, &touched),
+			readOverlayCount(u.HostID, &old.overlayLen)}
 	}
 	var outcome store.Outcome
 	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		st, err := s.lockStream(ctx, tx, u.HostID, true, read)
+		st, err := s.lockStream(ctx, tx, u.HostID, true, reads...)
 		if err != nil {
 			return err
 		}
@@ -105,9 +108,9 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 			st.needsFull = true
 			outcome = store.NeedsFull
 		case u.Full:
-			outcome, err = applyFull(ctx, tx, w, &st, u, pending, set)
+			outcome, w, err = s.applyFull(ctx, tx, w, &st, u, pending, &old, cands)
 		default:
-			outcome, err = applyDelta(ctx, tx, w, &st, u, pending, refs, touched)
+			outcome, w, err = s.applyDelta(ctx, tx, w, &st, u, pending, refs, &old, touched)
 		}
 		if err != nil {
 			return err
@@ -134,11 +137,41 @@ type change struct {
 	before, after []byte // body hashes; nil when absent
 }
 
+// hostSetRead is what a transaction read of a host's stored set with the
+// stream lock: its base ID (nil for none), and its overlay (for a full
+// inventory) or the number of overlay entries (for a delta).
+type hostSetRead struct {
+	baseID     []byte
+	overlay    map[inventory.Ref][]byte
+	overlayLen int
+}
+
+// load returns the host's stored set, with its base's contents.
+func (s *Store) loadHostSet(ctx context.Context, tx pgx.Tx, r *hostSetRead) (hostSet, error) {
+	hs := hostSet{overlay: r.overlay}
+	if hs.overlay == nil {
+		hs.overlay = map[inventory.Ref][]byte{}
+	}
+	if r.baseID == nil {
+		return hs, nil
+	}
+	bases, err := s.loadBases(ctx, tx, [][]byte{r.baseID})
+	if err != nil {
+		return hs, err
+	}
+	if hs.base = bases[string(r.baseID)]; hs.base == nil {
+		return hs, fmt.Errorf("base %x of the host is missing", r.baseID)
+	}
+	return hs, nil
+}
+
 // applyFull replaces the host's items with pending if their set hash is
-// u.SetHash, writing only the difference from stored, the host's set (body
-// hash by ref). As in inventory.SetOf, a later item replaces an earlier
-// one with the same ref.
-func applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate, pending []pendingItem, stored map[inventory.Ref][]byte) (store.Outcome, error) {
+// u.SetHash, recording the difference from the stored set old. The new
+// set is placed on the best of the candidate bases cands (see bases.go).
+// As in inventory.SetOf, a later item replaces an earlier one with the
+// same ref. It returns the batch to send last.
+func (s *Store) applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate,
+	pending []pendingItem, old *hostSetRead, cands []candidate) (store.Outcome, *pgx.Batch, error) {
 	last := make(map[inventory.Ref]int, len(pending))
 	for i, p := range pending {
 		last[p.ref] = i
@@ -154,35 +187,45 @@ func applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *stor
 	}
 	if !bytes.Equal(acc.Sum(), u.SetHash) {
 		st.needsFull = true
-		return store.HashMismatch, nil
+		return store.HashMismatch, w, nil
 	}
-	var added, changed []pendingItem
+	hs, err := s.loadHostSet(ctx, tx, old)
+	if err != nil {
+		return 0, nil, err
+	}
+	stored := hs.items()
+	var written []pendingItem
 	var changes []change
+	entries := make([]setEntry, 0, len(final))
 	for _, p := range final {
+		entries = append(entries, setEntry{ref: p.ref, bodyHash: p.bodyHash})
 		old, ok := stored[p.ref]
 		switch {
 		case !ok:
-			added = append(added, p)
+			written = append(written, p)
 			changes = append(changes, change{ref: p.ref, op: store.ChangeAdded, after: p.bodyHash})
 		case !bytes.Equal(old, p.bodyHash):
-			changed = append(changed, p)
+			written = append(written, p)
 			changes = append(changes, change{ref: p.ref, op: store.ChangeChanged, before: old, after: p.bodyHash})
 		}
 		delete(stored, p.ref)
 	}
-	var removed []inventory.Ref
 	for r, old := range stored {
-		removed = append(removed, r)
 		changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: old})
 	}
-	if err := writeBodies(ctx, tx, w, append(slices.Clip(added), changed...)); err != nil {
-		return 0, err
+	// Every body of the new set is now stored: those of items the host
+	// held are referenced by its base or overlay until the commit.
+	if err := writeBodies(ctx, tx, w, written); err != nil {
+		return 0, nil, err
 	}
-	if err := insertHostItems(ctx, tx, w, st.hkey, added); err != nil {
-		return 0, err
+	slices.SortFunc(entries, compareEntries)
+	p, err := s.choosePlacement(ctx, tx, hs.base, cands, entries)
+	if err != nil {
+		return 0, nil, err
 	}
-	queueUpdateHostItems(w, st.hkey, changed)
-	queueDeleteHostItems(w, st.hkey, removed)
+	if w, err = s.putPlacement(ctx, tx, w, st.hkey, &hs, p, entries); err != nil {
+		return 0, nil, err
+	}
 	if st.hasItems {
 		// A host's first full inventory is the starting point, not a change.
 		queueChanges(w, st.hkey, u, changes)
@@ -190,13 +233,19 @@ func applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *stor
 	st.acc = acc
 	st.needsFull, st.hasItems = false, true
 	st.updatedAt = u.ReceivedAt
-	return store.Applied, nil
+	return store.Applied, w, nil
 }
 
-// storedItem is the stored state of an item a delta touches.
-type storedItem struct {
-	bodyHash []byte
-	hash     []byte // the agent's item hash
+// touchedItem is the stored state of an item a delta touches: its base's
+// body hash (nil if the base lacks it), its overlay entry, and whether the
+// host holds it, with what body and agent's item hash.
+type touchedItem struct {
+	baseHash  []byte
+	inOverlay bool
+	ovHash    []byte // nil: a tombstone
+	present   bool
+	bodyHash  []byte
+	hash      []byte
 }
 
 // touchedRefs returns the refs u's removals and upserts name, once each,
@@ -221,10 +270,11 @@ func touchedRefs(u *store.InventoryUpdate, pending []pendingItem) []inventory.Re
 
 // applyDelta applies removals, then upserts (as inventory.Set.Apply does),
 // if the resulting set hash is u.SetHash. stored is the stored state of
-// refs, the items u touches; nothing else is read. A mismatch writes
-// nothing but the stream state.
-func applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate, pending []pendingItem,
-	refs []inventory.Ref, stored map[inventory.Ref]storedItem) (store.Outcome, error) {
+// refs, the items u touches; nothing else is read unless the overlay grows
+// past overlayLimit and the host is rebased. A mismatch writes nothing but
+// the stream state. It returns the batch to send last.
+func (s *Store) applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate, pending []pendingItem,
+	refs []inventory.Ref, old *hostSetRead, stored map[inventory.Ref]touchedItem) (store.Outcome, *pgx.Batch, error) {
 	// cur is the state after the changes so far; a nil entry is removed.
 	cur := make(map[inventory.Ref]*pendingItem, len(refs))
 	present := func(r inventory.Ref) ([]byte, bool) {
@@ -234,8 +284,8 @@ func applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *sto
 			}
 			return p.hash, true
 		}
-		t, ok := stored[r]
-		return t.hash, ok
+		t := stored[r]
+		return t.hash, t.present
 	}
 	acc := st.acc
 	for _, r := range u.Removed {
@@ -257,67 +307,145 @@ func applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *sto
 	}
 	if !bytes.Equal(acc.Sum(), u.SetHash) {
 		st.needsFull = true
-		return store.HashMismatch, nil
+		return store.HashMismatch, w, nil
 	}
-	var added, changed []pendingItem
-	var removed []inventory.Ref
+	var written []pendingItem
 	var changes []change
+	var ovDel []inventory.Ref
+	var ovUp []ovEntry
+	ovLen := old.overlayLen
 	for _, r := range refs {
 		p, ok := cur[r]
 		if !ok {
 			continue
 		}
-		old, had := stored[r]
+		t := stored[r]
 		switch {
-		case p == nil && had:
-			removed = append(removed, r)
-			changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: old.bodyHash})
+		case p == nil && t.present:
+			changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: t.bodyHash})
 		case p == nil:
-		case !had:
-			added = append(added, *p)
+		case !t.present:
+			written = append(written, *p)
 			changes = append(changes, change{ref: r, op: store.ChangeAdded, after: p.bodyHash})
-		case !bytes.Equal(old.bodyHash, p.bodyHash):
-			changed = append(changed, *p)
-			changes = append(changes, change{ref: r, op: store.ChangeChanged, before: old.bodyHash, after: p.bodyHash})
+		case !bytes.Equal(t.bodyHash, p.bodyHash):
+			written = append(written, *p)
+			changes = append(changes, change{ref: r, op: store.ChangeChanged, before: t.bodyHash, after: p.bodyHash})
+		}
+		// The overlay entry r needs: none where the host holds what its
+		// base does, else the host's body or a tombstone.
+		var want []byte
+		if p != nil {
+			want = p.bodyHash
+		}
+		switch {
+		case bytes.Equal(want, t.baseHash) && (want == nil) == (t.baseHash == nil):
+			if t.inOverlay {
+				ovDel = append(ovDel, r)
+				ovLen--
+			}
+		case !t.inOverlay:
+			ovUp = append(ovUp, ovEntry{ref: r, bodyHash: want})
+			ovLen++
+		case !bytes.Equal(t.ovHash, want) || (want == nil) != (t.ovHash == nil):
+			ovUp = append(ovUp, ovEntry{ref: r, bodyHash: want})
 		}
 	}
-	if err := writeBodies(ctx, tx, w, append(slices.Clip(added), changed...)); err != nil {
-		return 0, err
+	if err := writeBodies(ctx, tx, w, written); err != nil {
+		return 0, nil, err
 	}
-	if err := insertHostItems(ctx, tx, w, st.hkey, added); err != nil {
-		return 0, err
+	if ovLen > overlayLimit(int(acc.Count)) {
+		var err error
+		if w, err = s.rebase(ctx, tx, w, st.hkey, old.baseID, cur); err != nil {
+			return 0, nil, err
+		}
+	} else {
+		queueOverlayDeletes(w, st.hkey, ovDel)
+		queueOverlayUpserts(w, st.hkey, ovUp)
 	}
-	queueUpdateHostItems(w, st.hkey, changed)
-	queueDeleteHostItems(w, st.hkey, removed)
 	queueChanges(w, st.hkey, u, changes)
 	st.acc = acc
 	st.needsFull, st.hasItems = false, true
 	st.updatedAt = u.ReceivedAt
-	return store.Applied, nil
+	return store.Applied, w, nil
+}
+
+// rebase places the host, whose base is baseID and whose overlay a delta
+// would grow past the limit, as a full inventory would: on the best
+// candidate base or on its own items. cur is the delta's changes (a nil
+// entry is a removal), whose bodies w writes.
+func (s *Store) rebase(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, baseID []byte, cur map[inventory.Ref]*pendingItem) (*pgx.Batch, error) {
+	r := &hostSetRead{baseID: baseID, overlay: map[inventory.Ref][]byte{}}
+	rows, err := tx.Query(ctx, `SELECT kind, key, body_hash FROM host_overlay WHERE hkey = $1`, hkey)
+	if err != nil {
+		return nil, err
+	}
+	if err := scanOverlay(rows, r.overlay); err != nil {
+		return nil, err
+	}
+	var cands []candidate
+	cr := readCandidates(s.mru.list(), &cands)
+	rows, err = tx.Query(ctx, cr.sql, cr.args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := cr.scan(rows); err != nil {
+		return nil, err
+	}
+	hs, err := s.loadHostSet(ctx, tx, r)
+	if err != nil {
+		return nil, err
+	}
+	items := hs.items()
+	for ref, p := range cur {
+		if p == nil {
+			delete(items, ref)
+		} else {
+			items[ref] = p.bodyHash
+		}
+	}
+	entries := sortedEntries(items)
+	p, err := s.choosePlacement(ctx, tx, hs.base, cands, entries)
+	if err != nil {
+		return nil, err
+	}
+	return s.putPlacement(ctx, tx, w, hkey, &hs, p, entries)
 }
 
 // readTouched reads into *out the stored state of the host's items named
-// by refs.
-func readTouched(hostID string, refs []inventory.Ref, out *map[inventory.Ref]storedItem) *lockedRead {
+// by refs: in its base, its overlay, or both.
+func readTouched(hostID string, refs []inventory.Ref, out *map[inventory.Ref]touchedItem) *lockedRead {
 	kinds, keys := refColumns(refs)
 	return &lockedRead{
-		sql: `SELECT h.kind, h.key, h.body_hash, i.body
+		sql: `WITH h AS (SELECT h.hkey, hs.base_id FROM hosts h LEFT JOIN host_sets hs ON hs.hkey = h.hkey WHERE h.id = $1)
+			SELECT t.kind, t.key, b.body_hash, o.hkey IS NOT NULL, o.body_hash, i.body
 			FROM unnest($2::text[], $3::bytea[]) AS t(kind, key)
-			JOIN host_items h ON h.hkey = (SELECT hkey FROM hosts WHERE id = $1) AND h.kind = t.kind AND h.key = t.key
-			LEFT JOIN items i ON i.body_hash = h.body_hash`,
+			CROSS JOIN h
+			LEFT JOIN inv_base_items b ON b.base_id = h.base_id AND b.kind = t.kind AND b.key = t.key
+			LEFT JOIN host_overlay o ON o.hkey = h.hkey AND o.kind = t.kind AND o.key = t.key
+			LEFT JOIN items i ON i.body_hash = CASE WHEN o.hkey IS NOT NULL THEN o.body_hash ELSE b.body_hash END
+			WHERE b.base_id IS NOT NULL OR o.hkey IS NOT NULL`,
 		args: []any{hostID, kinds, keys},
 		scan: func(rows pgx.Rows) error {
-			m := make(map[inventory.Ref]storedItem, len(refs))
+			m := make(map[inventory.Ref]touchedItem, len(refs))
 			*out = m
 			var r inventory.Ref
-			var key, bodyHash, body []byte
-			_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
+			var key, baseHash, ovHash, body []byte
+			var inOverlay bool
+			_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &baseHash, &inOverlay, &ovHash, &body}, func() error {
 				r.Key = string(key)
-				it, err := decodeBody(r, bodyHash, body)
-				if err != nil {
-					return err
+				t := touchedItem{baseHash: baseHash, inOverlay: inOverlay, ovHash: ovHash}
+				t.bodyHash = baseHash
+				if inOverlay {
+					t.bodyHash = ovHash
 				}
-				m[r] = storedItem{bodyHash: bodyHash, hash: it.GetHash()}
+				if t.bodyHash != nil {
+					it, err := decodeBody(r, t.bodyHash, body)
+					if err != nil {
+						return err
+					}
+					t.present, t.hash = true, it.GetHash()
+				}
+				m[r] = t
 				return nil
 			})
 			if err != nil {
@@ -328,23 +456,16 @@ func readTouched(hostID string, refs []inventory.Ref, out *map[inventory.Ref]sto
 	}
 }
 
-// readSet reads into *out the host's stored set: body hash by ref.
-func readSet(hostID string, out *map[inventory.Ref][]byte) *lockedRead {
+// readOverlayCount reads into *n the number of the host's overlay entries.
+func readOverlayCount(hostID string, n *int) *lockedRead {
 	return &lockedRead{
-		sql:  `SELECT kind, key, body_hash FROM host_items WHERE hkey = (SELECT hkey FROM hosts WHERE id = $1)`,
+		sql:  `SELECT count(*) FROM host_overlay WHERE hkey = (SELECT hkey FROM hosts WHERE id = $1)`,
 		args: []any{hostID},
 		scan: func(rows pgx.Rows) error {
-			m := map[inventory.Ref][]byte{}
-			*out = m
-			var r inventory.Ref
-			var key, bodyHash []byte
-			_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash}, func() error {
-				r.Key = string(key)
-				m[r] = bodyHash
-				return nil
-			})
+			*n = 0
+			_, err := pgx.ForEachRow(rows, []any{n}, func() error { return nil })
 			if err != nil {
-				return fmt.Errorf("read stored items: %w", err)
+				return fmt.Errorf("count the host's overlay: %w", err)
 			}
 			return nil
 		},
@@ -383,10 +504,17 @@ func (s *Store) listItems(ctx context.Context, hostID, kind string) ([]*commonv1
 	if kind != "" && !knownKind(kind) {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT h.kind, h.key, h.body_hash, i.body
-		FROM host_items h LEFT JOIN items i ON i.body_hash = h.body_hash
-		WHERE h.hkey = $1 AND ($2 = '' OR h.kind = $2)
-		ORDER BY h.kind, h.key`, hkey, kind)
+	// One statement, so one snapshot of the host's base and overlay. The
+	// base's items the overlay replaces are left out by its primary key.
+	rows, err := s.pool.Query(ctx, `SELECT x.kind, x.key, x.body_hash, i.body FROM (
+			SELECT b.kind, b.key, b.body_hash FROM inv_base_items b
+			WHERE b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1) AND ($2 = '' OR b.kind = $2)
+			AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
+			UNION ALL
+			SELECT o.kind, o.key, o.body_hash FROM host_overlay o
+			WHERE o.hkey = $1 AND ($2 = '' OR o.kind = $2) AND o.body_hash IS NOT NULL
+		) x LEFT JOIN items i ON i.body_hash = x.body_hash
+		ORDER BY x.kind, x.key`, hkey, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -408,8 +536,10 @@ func (s *Store) listItems(ctx context.Context, hostID, kind string) ([]*commonv1
 // FindItems returns the host's items of the given kinds whose keys start
 // with the given prefixes, ordered by kind then key. After dropping
 // prefixes a shorter one covers, one query reads the key range
-// [prefix, keySuccessor(prefix)) of each, through the host_items primary
-// key (hkey, kind, key), both bounds being index conditions.
+// [prefix, keySuccessor(prefix)) of each, in the host's base through the
+// inv_base_items primary key (base_id, kind, key) and in its overlay
+// through the host_overlay primary key (hkey, kind, key), both bounds
+// being index conditions.
 func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
 	out, err := s.findItems(ctx, hostID, prefixes)
 	if err != nil {
@@ -433,11 +563,7 @@ func (s *Store) findItems(ctx context.Context, hostID string, prefixes []invento
 	for i, p := range merged {
 		kinds[i], los[i], his[i] = p.Kind, []byte(p.Key), keySuccessor([]byte(p.Key))
 	}
-	rows, err := s.pool.Query(ctx, `SELECT h.kind, h.key, h.body_hash, i.body
-		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
-		JOIN host_items h ON h.hkey = $1 AND h.kind = p.kind AND h.key >= p.lo AND h.key < p.hi
-		LEFT JOIN items i ON i.body_hash = h.body_hash
-		ORDER BY h.kind, h.key`, hkey, kinds, los, his)
+	rows, err := s.pool.Query(ctx, findItemsSQL, hkey, kinds, los, his)
 	if err != nil {
 		return nil, err
 	}
@@ -459,6 +585,22 @@ func (s *Store) findItems(ctx context.Context, hostID string, prefixes []invento
 	})
 	return out, err
 }
+
+// findItemsSQL reads the host $1's items in the key ranges [$3, $4) of
+// the kinds $2.
+const findItemsSQL = `SELECT x.kind, x.key, x.body_hash, i.body FROM (
+		SELECT b.kind, b.key, b.body_hash
+		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
+		JOIN inv_base_items b ON b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1)
+			AND b.kind = p.kind AND b.key >= p.lo AND b.key < p.hi
+		WHERE NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
+		UNION ALL
+		SELECT o.kind, o.key, o.body_hash
+		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
+		JOIN host_overlay o ON o.hkey = $1 AND o.kind = p.kind AND o.key >= p.lo AND o.key < p.hi
+		WHERE o.body_hash IS NOT NULL
+	) x LEFT JOIN items i ON i.body_hash = x.body_hash
+	ORDER BY x.kind, x.key`
 
 // keyCeiling is greater than every stored item key, none of which starts
 // with 4097 0xff bytes: inventory.Validate admits keys of at most 4096
@@ -490,7 +632,13 @@ func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, 
 	hkey, err := hostKey(ctx, s.pool, hostID)
 	if err == nil {
 		var rows pgx.Rows
-		rows, err = s.pool.Query(ctx, `SELECT kind, count(*) FROM host_items WHERE hkey = $1 GROUP BY kind`, hkey)
+		rows, err = s.pool.Query(ctx, `SELECT kind, count(*) FROM (
+				SELECT b.kind FROM inv_base_items b
+				WHERE b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1)
+				AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
+				UNION ALL
+				SELECT o.kind FROM host_overlay o WHERE o.hkey = $1 AND o.body_hash IS NOT NULL
+			) x GROUP BY kind`, hkey)
 		if err == nil {
 			var kind string
 			var n int64

@@ -85,60 +85,6 @@ func writeBodies(ctx context.Context, tx pgx.Tx, w *pgx.Batch, items []pendingIt
 	return nil
 }
 
-// insertHostItems adds rows for items the host does not hold: by COPY
-// when there are many, else in the batch w.
-func insertHostItems(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, items []pendingItem) error {
-	if len(items) == 0 {
-		return nil
-	}
-	if len(items) >= bulkRows {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"host_items"}, []string{"hkey", "kind", "key", "body_hash"},
-			pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
-				return []any{hkey, items[i].ref.Kind, []byte(items[i].ref.Key), items[i].bodyHash}, nil
-			}))
-		if err != nil {
-			return fmt.Errorf("copy host items: %w", err)
-		}
-		return nil
-	}
-	kinds, keys, hashes := itemColumns(items)
-	w.Queue(`INSERT INTO host_items (hkey, kind, key, body_hash)
-		SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::bytea[])`, hkey, kinds, keys, hashes)
-	return nil
-}
-
-func itemColumns(items []pendingItem) (kinds []string, keys, hashes [][]byte) {
-	kinds = make([]string, len(items))
-	keys = make([][]byte, len(items))
-	hashes = make([][]byte, len(items))
-	for i, p := range items {
-		kinds[i], keys[i], hashes[i] = p.ref.Kind, []byte(p.ref.Key), p.bodyHash
-	}
-	return kinds, keys, hashes
-}
-
-// queueUpdateHostItems points the host's rows of changed items at their
-// new bodies.
-func queueUpdateHostItems(w *pgx.Batch, hkey int64, items []pendingItem) {
-	if len(items) == 0 {
-		return
-	}
-	kinds, keys, hashes := itemColumns(items)
-	w.Queue(`UPDATE host_items h SET body_hash = t.body_hash
-		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS t(kind, key, body_hash)
-		WHERE h.hkey = $1 AND h.kind = t.kind AND h.key = t.key`, hkey, kinds, keys, hashes)
-}
-
-// queueDeleteHostItems deletes the host's rows of removed items.
-func queueDeleteHostItems(w *pgx.Batch, hkey int64, refs []inventory.Ref) {
-	if len(refs) == 0 {
-		return
-	}
-	kinds, keys := refColumns(refs)
-	w.Queue(`DELETE FROM host_items h USING unnest($2::text[], $3::bytea[]) AS t(kind, key)
-		WHERE h.hkey = $1 AND h.kind = t.kind AND h.key = t.key`, hkey, kinds, keys)
-}
-
 // queueChanges records changes, in ref order, as update u's.
 func queueChanges(w *pgx.Batch, hkey int64, u *store.InventoryUpdate, changes []change) {
 	if len(changes) == 0 {

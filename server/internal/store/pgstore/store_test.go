@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -77,8 +78,13 @@ func TestBodiesShared(t *testing.T) {
 	if n, want := countRows(t, s, "items"), 50+3*benchPerHost; n != want {
 		t.Fatalf("%d item bodies stored, want %d", n, want)
 	}
-	if n, want := countRows(t, s, "host_items"), 3*(50+benchPerHost); n != want {
-		t.Fatalf("%d host rows, want %d", n, want)
+	// h1's items make the base; h2 and h3 keep their own items, which
+	// have the keys of h1's, in their overlays.
+	if n, want := countRows(t, s, "inv_base_items"), 50+benchPerHost; n != want {
+		t.Fatalf("%d base rows, want %d", n, want)
+	}
+	if n, want := countRows(t, s, "host_overlay"), 2*benchPerHost; n != want {
+		t.Fatalf("%d overlay rows, want %d", n, want)
 	}
 }
 
@@ -151,7 +157,8 @@ func TestCollectWaitsForIngest(t *testing.T) {
 	ctx := context.Background()
 	enroll(t, s, "h1", "h2")
 	a, b := benchItems(t, bulkRows+10, "a"), benchItems(t, bulkRows+10, "b")
-	mustApply(t, s, full("h1", 1, a))
+	// h1 holds an item more than a, so h2's set (a) is a base of its own.
+	mustApply(t, s, full("h1", 1, append(slices.Clone(a), benchPkg(t, "extra", "1"))))
 
 	// h2 applies a, in a transaction left open: a's bodies are stored, so
 	// it sends none, and its rows are not visible to others yet.
@@ -175,7 +182,16 @@ func TestCollectWaitsForIngest(t *testing.T) {
 	if w.Len() != 0 {
 		t.Fatalf("%d statements queued for bodies that are stored", w.Len())
 	}
-	if err := insertHostItems(ctx, tx, w, st.hkey, pending); err != nil {
+	entries := make([]setEntry, len(pending))
+	for i, p := range pending {
+		entries[i] = setEntry{ref: p.ref, bodyHash: p.bodyHash}
+	}
+	slices.SortFunc(entries, compareEntries)
+	w, err = s.putPlacement(ctx, tx, w, st.hkey, &hostSet{}, ownPlacement(entries), entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.SendBatch(ctx, w).Close(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -205,8 +221,10 @@ func TestCollectWaitsForIngest(t *testing.T) {
 	if got := listItems(t, s, "h2"); len(got) != len(a) {
 		t.Fatalf("h2 has %d items, want %d", len(got), len(a))
 	}
-	if n := countRows(t, s, "items"); n != len(a)+len(b) {
-		t.Fatalf("%d bodies stored, want %d (a for h2, b for h1)", n, len(a)+len(b))
+	// h1 stays on its base (a and the extra item) with b in its overlay:
+	// the extra body is still referenced.
+	if n := countRows(t, s, "items"); n != len(a)+len(b)+1 {
+		t.Fatalf("%d bodies stored, want %d (a for h2, b and h1's base for h1)", n, len(a)+len(b)+1)
 	}
 }
 
@@ -269,7 +287,8 @@ func TestCollectWhileIngesting(t *testing.T) {
 		listItems(t, s, id) // fails on a missing body
 	}
 	var dangling int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM host_items h
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM
+		(SELECT body_hash FROM inv_base_items UNION ALL SELECT body_hash FROM host_overlay WHERE body_hash IS NOT NULL) h
 		WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.body_hash = h.body_hash)`).Scan(&dangling); err != nil {
 		t.Fatal(err)
 	}

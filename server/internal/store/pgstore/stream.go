@@ -72,9 +72,10 @@ type lockedRead struct {
 // lockStream locks the host's stream row FOR UPDATE and returns it, or
 // ErrNotFound for an unknown host. With items, it first takes the shared
 // lock that keeps PruneHistory's garbage collector from deleting item
-// bodies, as every transaction that references bodies must. then, if not
-// nil, runs after the lock in the same round trip.
-func (s *Store) lockStream(ctx context.Context, tx pgx.Tx, hostID string, items bool, then *lockedRead) (stream, error) {
+// bodies, as every transaction that references bodies must. The reads in
+// then (nil ones are skipped) run after the lock in the same round trip,
+// in order.
+func (s *Store) lockStream(ctx context.Context, tx pgx.Tx, hostID string, items bool, then ...*lockedRead) (stream, error) {
 	if !textOK(hostID) {
 		return stream{}, store.ErrNotFound
 	}
@@ -86,8 +87,10 @@ func (s *Store) lockStream(ctx context.Context, tx pgx.Tx, hostID string, items 
 			b.Queue(`SELECT pg_advisory_xact_lock_shared($1, $2)`, lockItemsGC, s.lockKey)
 		}
 		b.Queue(q, hostID)
-		if then != nil {
-			b.Queue(then.sql, then.args...)
+		for _, r := range then {
+			if r != nil {
+				b.Queue(r.sql, r.args...)
+			}
 		}
 		st, found, err := readLocked(tx.SendBatch(ctx, b), items, then)
 		switch {
@@ -109,7 +112,7 @@ func (s *Store) lockStream(ctx context.Context, tx pgx.Tx, hostID string, items 
 }
 
 // readLocked reads the results of lockStream's batch.
-func readLocked(br pgx.BatchResults, items bool, then *lockedRead) (st stream, found bool, err error) {
+func readLocked(br pgx.BatchResults, items bool, then []*lockedRead) (st stream, found bool, err error) {
 	defer func() {
 		if cerr := br.Close(); err == nil {
 			err = cerr
@@ -128,10 +131,13 @@ func readLocked(br pgx.BatchResults, items bool, then *lockedRead) (st stream, f
 	default:
 		found = true
 	}
-	if then != nil {
+	for _, r := range then {
+		if r == nil {
+			continue
+		}
 		rows, err := br.Query()
 		if err == nil {
-			err = then.scan(rows)
+			err = r.scan(rows)
 		}
 		if err != nil {
 			return st, false, err
