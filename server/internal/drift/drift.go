@@ -70,8 +70,12 @@ func New(st Store, logger *slog.Logger, now func() time.Time) *Engine {
 	return &Engine{st: st, log: logger.With("component", "drift"), now: now}
 }
 
-// batchSize bounds the hosts written in one store transaction.
-const batchSize = 500
+// batchSize bounds the hosts written in one store transaction. A re-check
+// of one subject on every host writes one drift per host, a page each
+// (measured: 4,000 hosts, batches of 500 wrote in 430-530 ms, of 2,000 in
+// 300-380 ms, each fsync carrying more pages); 1,000 keeps two batches in
+// flight for an edit of 2,000 hosts, so evaluation overlaps writing.
+const batchSize = 1000
 
 // Matching returns the baselines of bs that select labels.
 func Matching(bs []*baseline.Baseline, labels map[string]string) []*baseline.Baseline {
