@@ -287,3 +287,23 @@ func TestMatches(t *testing.T) {
 }
 
 func jsonOf(b *Baseline) ([]byte, error) { return json.Marshal(b) }
+
+// TestFileNotReported: a file the agent reports missing is absent drift; a
+// file it does not report at all is not checked, and Unverified lists it
+// under the governing baseline.
+func TestFileNotReported(t *testing.T) {
+	web := &Baseline{Name: "web", Priority: 10, Files: []FileRule{{Path: "/etc/a", Sha256: sumA}, {Path: "/etc/b", Mode: "0644"}}}
+	base := &Baseline{Name: "base", Files: []FileRule{{Path: "/etc/b", Owner: "root"}, {Path: "/etc/c", Owner: "root"}}}
+	items := []*commonv1.Item{
+		{Kind: inventory.KindFile, Key: "/etc/a", Body: &commonv1.Item_File{File: &commonv1.File{Path: "/etc/a", Type: "missing"}}},
+	}
+	ds := Evaluate([]*Baseline{web, base}, items, nil)
+	if len(ds) != 1 || ds[0].Key != "/etc/a" || ds[0].Rule != RuleFilePresent || ds[0].Actual != Absent {
+		t.Fatalf("deviations = %+v, want only /etc/a absent", ds)
+	}
+	got := Unverified([]*Baseline{base, web}, items)
+	want := []UnverifiedRule{{Baseline: "web", Path: "/etc/b"}, {Baseline: "base", Path: "/etc/c"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Unverified = %+v, want %+v", got, want)
+	}
+}

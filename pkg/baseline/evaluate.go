@@ -318,9 +318,19 @@ func versions(found []*commonv1.Package) string {
 	return strings.Join(vs, ", ")
 }
 
+// evalFile checks a file rule. A file the host's inventory does not hold at
+// all is not checked: the agent does not watch it (yet: the server sends
+// agents their baselines' paths, and a baseline just applied is evaluated
+// before the agent has rescanned; or the agent refuses them), so nothing
+// is known of it, and reporting it absent would open drift that resolves
+// a moment later on every host. Such rules are listed by Unverified. A
+// watched file that does not exist is reported as type "missing": absent.
 func evalFile(r *FileRule, ix *hostIndex, add addFunc) {
 	f := ix.files[r.Path]
-	if f == nil || f.GetType() == "missing" {
+	if f == nil {
+		return
+	}
+	if f.GetType() == "missing" {
 		add(TypeConfiguration, inventory.KindFile, r.Path, RuleFilePresent, "present", Absent)
 		return
 	}
@@ -393,4 +403,37 @@ func evalService(r *ServiceRule, ix *hostIndex, add addFunc) {
 	if !ok {
 		add(TypeServices, inventory.KindService, r.Name, RuleService, r.State, actual)
 	}
+}
+
+// UnverifiedRule is a file rule a host's inventory cannot answer: the
+// agent does not report the file at all.
+type UnverifiedRule struct {
+	Baseline string `json:"baseline"`
+	Path     string `json:"path"`
+}
+
+// Unverified lists the file rules of bs (the baselines matching a host)
+// whose file the host's items do not hold, each path once, under the
+// baseline that governs it (see Evaluate), in path order.
+func Unverified(bs []*Baseline, items []*commonv1.Item) []UnverifiedRule {
+	reported := map[string]bool{}
+	for _, it := range items {
+		if it.GetKind() == inventory.KindFile {
+			reported[it.GetKey()] = true
+		}
+	}
+	bs = slices.Clone(bs)
+	Order(bs)
+	seen := map[string]bool{}
+	var out []UnverifiedRule
+	for _, b := range bs {
+		for _, r := range b.Files {
+			if !seen[r.Path] && !reported[r.Path] {
+				out = append(out, UnverifiedRule{Baseline: b.Name, Path: r.Path})
+			}
+			seen[r.Path] = true
+		}
+	}
+	slices.SortFunc(out, func(a, b UnverifiedRule) int { return cmp.Compare(a.Path, b.Path) })
+	return out
 }

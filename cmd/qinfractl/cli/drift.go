@@ -165,7 +165,11 @@ func driftHost(c *cli, args []string) error {
 		return printJSON(c.stdout, raw)
 	}
 	var r struct {
-		Drift []driftRow `json:"drift"`
+		Drift      []driftRow `json:"drift"`
+		Unverified []struct {
+			Baseline string `json:"baseline"`
+			Path     string `json:"path"`
+		} `json:"unverified"`
 	}
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return fmt.Errorf("decode drift: %w", err)
@@ -175,7 +179,19 @@ func driftHost(c *cli, args []string) error {
 	for _, d := range r.Drift {
 		row(tw, d.ID, d.Status, d.Type, d.Severity, d.Baseline, d.Rule, d.Key, d.Expected, d.Actual)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Unverified) > 0 {
+		fmt.Fprintf(c.stdout, "\nNot checked: the agent does not report these files (not yet watched, or it refuses baseline paths):\n")
+		tw = table(c.stdout)
+		row(tw, "BASELINE", "PATH")
+		for _, u := range r.Unverified {
+			row(tw, u.Baseline, u.Path)
+		}
+		return tw.Flush()
+	}
+	return nil
 }
 
 // driftDetect runs `drift detect [--selector k=v ...]`.

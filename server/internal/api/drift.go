@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quantumlayer/qinfra/pkg/baseline"
+	"github.com/quantumlayer/qinfra/pkg/inventory"
+	"github.com/quantumlayer/qinfra/server/internal/drift"
 	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
@@ -57,7 +60,22 @@ func (s *server) handleHostDrift(w http.ResponseWriter, r *http.Request) error {
 	for _, d := range ds {
 		out = append(out, s.driftView(d, now))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"host_id": h.ID, "drift": out})
+	// File rules the agent gives no answer to are not drift (see
+	// baseline.Unverified); show them, so a rule that is never checked
+	// does not pass for one that holds.
+	bs, err := s.store.ListBaselines(r.Context())
+	if err != nil {
+		return fmt.Errorf("list baselines: %w", err)
+	}
+	files, err := s.store.ListItems(r.Context(), h.ID, inventory.KindFile)
+	if err != nil {
+		return fmt.Errorf("list files: %w", err)
+	}
+	unverified := baseline.Unverified(drift.Matching(bs, h.Labels), files)
+	if unverified == nil {
+		unverified = []baseline.UnverifiedRule{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"host_id": h.ID, "drift": out, "unverified": unverified})
 	return nil
 }
 

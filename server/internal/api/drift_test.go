@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ packages:
   - {name: telnetd, constraint: forbidden}
 files:
   - {path: /etc/ssh/sshd_config, mode: "0600"}
+  - {path: /etc/app/unwatched.conf, owner: root}
 services:
   - {name: ssh, state: enabled}
 `
@@ -50,18 +52,26 @@ services:
 	e.run(e.operator, "baseline", "apply", "-f", bad).fails(t, "verison")
 
 	// The web host drifts (openssl too old, sshd_config 0644); db is not
-	// selected.
+	// selected. The file its agent does not report is not drift but
+	// listed as not checked.
 	var hd struct {
 		Drift []struct {
 			ID, Rule, Key, Expected, Actual, Status, Severity string
 			Type                                              string `json:"drift_type"`
 		} `json:"drift"`
+		Unverified []struct{ Baseline, Path string } `json:"unverified"`
 	}
 	if err := json.Unmarshal([]byte(e.run(e.viewer, "-o", "json", "drift", "host", "h-web").ok(t).stdout), &hd); err != nil {
 		t.Fatal(err)
 	}
 	if len(hd.Drift) != 2 {
 		t.Fatalf("web drift: %+v", hd.Drift)
+	}
+	if len(hd.Unverified) != 1 || hd.Unverified[0].Path != "/etc/app/unwatched.conf" || hd.Unverified[0].Baseline != "web" {
+		t.Fatalf("unverified: %+v", hd.Unverified)
+	}
+	if out := e.run(e.viewer, "drift", "host", "h-web").ok(t).stdout; !regexp.MustCompile(`(?m)^Not checked: .*\n(BASELINE\s+PATH\n)web\s+/etc/app/unwatched\.conf$`).MatchString(out) {
+		t.Fatalf("drift host does not list the unchecked file:\n%s", out)
 	}
 	var modeID string
 	for _, d := range hd.Drift {
