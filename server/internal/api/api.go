@@ -35,6 +35,9 @@ type Live interface {
 	// check) may have changed, for every host with nil. It does not wait
 	// for the agents to be told.
 	ConfigChanged(hostIDs []string)
+	// BaselinesChanged tells every replica that a baseline was stored or
+	// deleted, so none keeps checking drift against cached old versions.
+	BaselinesChanged()
 }
 
 // Options configures the API handler. Store is required; every other field
@@ -224,3 +227,4 @@ func (noLive) Connected(string) bool        { return false }
 func (noLive) Disconnect(string, string)    {}
 func (noLive) CommandQueued(string, string) {}
 func (noLive) ConfigChanged([]string)       {}
+func (noLive) BaselinesChanged()            {}

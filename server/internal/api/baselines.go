@@ -63,6 +63,7 @@ func (s *server) putBaseline(w http.ResponseWriter, r *http.Request, b *baseline
 		if err := s.audit(r, action, "baseline/"+b.Name, detail); err != nil {
 			return err
 		}
+		s.live.BaselinesChanged()
 		if watchedFilesChanged(old, b) {
 			s.live.ConfigChanged(nil)
 		}
@@ -208,6 +209,7 @@ func (s *server) handleDeleteBaseline(w http.ResponseWriter, r *http.Request) er
 	if err := s.audit(r, "baseline.delete", "baseline/"+name, map[string]any{"last_version": old.Version}); err != nil {
 		return err
 	}
+	s.live.BaselinesChanged()
 	if watchedFilesChanged(old, nil) {
 		s.live.ConfigChanged(nil)
 	}

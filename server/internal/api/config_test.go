@@ -56,4 +56,13 @@ func TestConfigChangedOnBaselineAndLabelChanges(t *testing.T) {
 	step("deleting a baseline without files")
 	f.do("DELETE", "/api/v1/baselines/web", f.operator, nil).mustStatus(t, http.StatusNoContent)
 	step("deleting a baseline with files", "*")
+
+	// Every stored version and deletion, and only those, tells the other
+	// replicas to drop their cached baselines: 5 versions, 2 deletions.
+	f.live.mu.Lock()
+	n := f.live.baselineChanges
+	f.live.mu.Unlock()
+	if n != 7 {
+		t.Fatalf("BaselinesChanged calls = %d, want 7", n)
+	}
 }

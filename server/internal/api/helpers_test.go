@@ -33,6 +33,14 @@ type recordingLive struct {
 	disconnects []string
 	queued      []string
 	configs     []string
+	// baselineChanges counts BaselinesChanged calls.
+	baselineChanges int
+}
+
+func (l *recordingLive) BaselinesChanged() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.baselineChanges++
 }
 
 func (l *recordingLive) ConfigChanged(hostIDs []string) {

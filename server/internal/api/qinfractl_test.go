@@ -43,6 +43,7 @@ func (l *cliLive) Connected(id string) bool {
 func (l *cliLive) CommandQueued(string, string) {}
 
 func (l *cliLive) ConfigChanged([]string) {}
+func (l *cliLive) BaselinesChanged()      {}
 
 func (l *cliLive) Disconnect(id, reason string) {
 	l.mu.Lock()

@@ -50,6 +50,14 @@ func (l clusterLive) ConfigChanged(hostIDs []string) {
 	}
 }
 
+// BaselinesChanged has every replica drop its cached baselines. Should the
+// bus fail, this replica's are dropped; the others' expire within a second.
+func (l clusterLive) BaselinesChanged() {
+	if !l.publish(cluster.Event{Type: cluster.EventBaselines}) {
+		l.svc.BaselinesChanged()
+	}
+}
+
 // publish puts e on the bus, reporting whether that worked.
 func (l clusterLive) publish(e cluster.Event) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -25,6 +25,9 @@ const (
 	// EventConfig: the host's agent configuration changed (the files its
 	// baselines check, say); without a HostID, that of any host may have.
 	EventConfig = "host.config"
+	// EventBaselines: a baseline was stored or deleted; replicas drop the
+	// baselines they cached for drift checks.
+	EventBaselines = "baselines.changed"
 	// EventResync is delivered locally (never published) after the bus lost
 	// and regained its connection: events may have been missed, so every
 	// subscriber should reconcile from the store.

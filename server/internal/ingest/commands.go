@@ -43,12 +43,12 @@ func (s *Service) handleEvent(ctx context.Context, e cluster.Event) {
 		if s.Connected(e.HostID) {
 			s.deliverCommands(ctx, e.HostID)
 		}
+	case cluster.EventBaselines:
+		s.BaselinesChanged()
 	case cluster.EventConfig:
 		// No host: a change that may concern any host (a baseline).
 		if e.HostID == "" {
-			if s.opts.BaselinesChanged != nil {
-				s.opts.BaselinesChanged()
-			}
+			s.BaselinesChanged()
 			s.PushConfig(nil)
 		} else if s.Connected(e.HostID) {
 			s.PushConfig([]string{e.HostID})
@@ -158,4 +158,12 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// BaselinesChanged runs Options.BaselinesChanged, if set: a baseline
+// changed on some replica.
+func (s *Service) BaselinesChanged() {
+	if s.opts.BaselinesChanged != nil {
+		s.opts.BaselinesChanged()
+	}
 }

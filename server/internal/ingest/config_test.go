@@ -159,3 +159,47 @@ func TestPushConfigConcurrent(t *testing.T) {
 	h.svc.PushConfig(nil)
 	s.expectConfig("/etc/b")
 }
+
+// TestBaselinesChangedEvent: a baseline change published by any replica
+// reaches Options.BaselinesChanged (the drift engine drops its cached
+// baselines), as does a configuration event for every host.
+func TestBaselinesChangedEvent(t *testing.T) {
+	bus := cluster.NewLocalBus()
+	calls := make(chan struct{}, 4)
+	h := newHarness(t, ingest.Options{Bus: bus, BaselinesChanged: func() { calls <- struct{}{} }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.svc.Run(ctx)
+	for _, e := range []cluster.Event{{Type: cluster.EventBaselines}, {Type: cluster.EventConfig}} {
+		// Run subscribes asynchronously: publish until the event lands.
+		deadline := time.After(5 * time.Second)
+	wait:
+		for {
+			if err := bus.Publish(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-calls:
+				break wait
+			case <-time.After(50 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("%s: BaselinesChanged not called", e.Type)
+			}
+		}
+		// Publishes made while waiting may still be handled: let them
+		// land, then drop them.
+		time.Sleep(300 * time.Millisecond)
+		for len(calls) > 0 {
+			<-calls
+		}
+	}
+	// A configuration event for one host is not a baseline change.
+	if err := bus.Publish(ctx, cluster.Event{Type: cluster.EventConfig, HostID: "h-1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-calls:
+		t.Fatal("BaselinesChanged called for one host's configuration event")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
