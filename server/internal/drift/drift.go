@@ -55,8 +55,9 @@ type Engine struct {
 
 // baselineCacheTTL bounds how long an inventory-triggered check may use
 // baselines read earlier. A change through this process invalidates them
-// at once; the bound matters only for a change made through another
-// replica, whose own re-check covers the hosts it affects.
+// at once (BaselineChanged), one through another replica when its bus
+// event arrives (InvalidateBaselines); the bound is what a lost event
+// costs.
 const baselineCacheTTL = time.Second
 
 // New returns an Engine; a nil logger discards, a nil now is time.Now.
