@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make demo: a server on the embedded store in a temporary data dir, an
-# agent enrolled for this very machine, and its inventory shown through
-# qinfractl. Everything runs on loopback and is stopped at the end.
+# agent enrolled for this very machine, its inventory shown through
+# qinfractl, a golden baseline captured from it and a stricter policy
+# applied on top, with the drift they find. Everything runs on loopback
+# and is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$PWD/bin
@@ -81,6 +83,40 @@ step "qinfractl host inventory $HOST_ID (summary and a few packages)"
 step "A few users and services"
 "$BIN/qinfractl" host inventory "$HOST_ID" --kind user | sed -n '1,8p'
 "$BIN/qinfractl" host inventory "$HOST_ID" --kind service | sed -n '1,8p'
+
+step "Capturing a golden baseline from this host (baseline capture --kinds package --minimum --selector env=demo)"
+"$BIN/qinfractl" baseline capture --host "$HOST_ID" --name demo-golden --kinds package --minimum --selector env=demo
+echo "Drift against its own capture:"
+"$BIN/qinfractl" drift host "$HOST_ID"
+
+step "Applying a stricter policy on top of it (qinfractl baseline apply -f policy.yaml)"
+cat >"$DEMO/policy.yaml" <<'YAML'
+name: demo-policy
+priority: 10                # wins over demo-golden where both have a rule
+selector: {env: demo}
+packages:
+  - {name: bash, constraint: minimum, version: "99"}
+files:
+  - {path: /etc/hostname, mode: "0600", owner: root}
+users:
+  uid0_only_root: true
+  no_empty_passwords: true
+YAML
+sed 's/^/    /' "$DEMO/policy.yaml"
+"$BIN/qinfractl" baseline apply -f "$DEMO/policy.yaml"
+# The server sends the agent the baseline's file paths; the agent hashes
+# /etc/hostname (its configuration did not watch it) and reports it.
+printf 'waiting for the agent to report /etc/hostname'
+for i in $(seq 1 60); do
+	if "$BIN/qinfractl" drift host "$HOST_ID" | grep -q '/etc/hostname' &&
+		! "$BIN/qinfractl" drift host "$HOST_ID" | grep -q '^Not checked'; then break; fi
+	printf '.'
+	sleep 0.5
+done
+echo
+"$BIN/qinfractl" drift host "$HOST_ID"
+echo
+"$BIN/qinfractl" drift
 
 step "Reaching the API yourself"
 cat <<TXT

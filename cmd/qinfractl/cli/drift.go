@@ -75,8 +75,10 @@ func driftSummary(c *cli, args []string) error {
 		title string
 		m     map[string]int
 	}{{"type", r.ByType}, {"severity", r.BySev}, {"baseline", r.ByBase}} {
+		// row cleans control characters out of cells, a newline too.
+		fmt.Fprintln(w)
 		tw := table(w)
-		row(tw, "\nBY "+upper(g.title), "OPEN")
+		row(tw, "BY "+upper(g.title), "OPEN")
 		for _, k := range sortedMapKeys(g.m) {
 			row(tw, k, strconv.Itoa(g.m[k]))
 		}
@@ -84,8 +86,9 @@ func driftSummary(c *cli, args []string) error {
 			return err
 		}
 	}
+	fmt.Fprintln(w)
 	tw := table(w)
-	row(tw, "\nENVIRONMENT", "HOSTS", "DRIFTED", "DRIFT %")
+	row(tw, "ENVIRONMENT", "HOSTS", "DRIFTED", "DRIFT %")
 	envs := make([]string, 0, len(r.ByEnv))
 	for k := range r.ByEnv {
 		envs = append(envs, k)

@@ -96,6 +96,11 @@ services:
 	if !strings.Contains(out, "1 of 2 hosts drifted (50.00%); 2 open deviations, 0 accepted") || !strings.Contains(out, "prod") {
 		t.Fatalf("summary:\n%s", out)
 	}
+	for _, re := range []string{`(?m)^\nBY TYPE\s+OPEN$`, `(?m)^\nBY SEVERITY\s+OPEN$`, `(?m)^\nENVIRONMENT\s+HOSTS\s+DRIFTED\s+DRIFT %$`, `(?m)^prod\s+2\s+1\s+50\.00$`} {
+		if !regexp.MustCompile(re).MatchString(out) || strings.ContainsRune(out, '\uFFFD') {
+			t.Fatalf("summary lacks %s (or holds a replacement character):\n%s", re, out)
+		}
+	}
 
 	// Accept the mode drift.
 	e.run(e.operator, "drift", "accept", modeID, "--justification", "legacy tooling").fails(t, "--ttl")
