@@ -129,6 +129,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxMessageSize, "max-message-size", cfg.MaxMessageSize, "largest gRPC message accepted or sent, in bytes")
 	fs.DurationVar(&cfg.HistoryRetention, "history-retention", cfg.HistoryRetention, "how long inventory history is kept (0: forever)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", cfg.AuditRetention, "how long the audit log is kept (0: forever; SOX asks seven years, 61320h)")
+	fs.DurationVar(&cfg.DriftSweep, "drift-sweep", cfg.DriftSweep, "re-check every host in full over this period, a few each minute, to heal drift incremental checks missed (0: never)")
 	fs.DurationVar(&cfg.DriftRetention, "drift-retention", cfg.DriftRetention, "how long resolved drift is kept after its resolution (0: forever; open drift is always kept)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	tokenFile := fs.String("admin-token-file", "", "on first start, also write the admin token to this file (mode 0600)")

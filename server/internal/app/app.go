@@ -61,6 +61,10 @@ type Config struct {
 	// for SOX).
 	HistoryRetention time.Duration
 	AuditRetention   time.Duration
+	// DriftSweep is how long a full re-check of every host takes, a few
+	// hosts each maintenance tick, healing drift that incremental checks
+	// missed (0: never).
+	DriftSweep time.Duration
 	// DriftRetention bounds how long resolved drift is kept after its
 	// resolution (0: forever); open drift is never pruned.
 	DriftRetention time.Duration
@@ -80,6 +84,7 @@ func Default() Config {
 		HistoryRetention: 90 * 24 * time.Hour,
 		AuditRetention:   365 * 24 * time.Hour,
 		DriftRetention:   90 * 24 * time.Hour,
+		DriftSweep:       6 * time.Hour,
 		MaintenanceEvery: time.Minute,
 	}
 }
@@ -183,6 +188,8 @@ type Server struct {
 	Ingest     *ingest.Service
 	drift      *drift.Engine
 	driftQueue *drift.Queue
+	// sweepAfter is where the drift sweep goes on (maintain; leader only).
+	sweepAfter string
 	grpcSrv    *grpc.Server
 	httpSrv    *http.Server
 	grpcLn     net.Listener

@@ -29,6 +29,14 @@ func (s *Server) maintainOnce(ctx context.Context) {
 		s.log.Info("commands expired", "count", n)
 	}
 	s.expireDriftAcceptances(ctx)
+	if s.cfg.DriftSweep > 0 {
+		parts := max(1, int(s.cfg.DriftSweep/max(s.cfg.MaintenanceEvery, time.Second)))
+		next, _, err := s.drift.Sweep(ctx, s.sweepAfter, parts)
+		if err != nil {
+			s.log.Error("drift sweep", "err", err)
+		}
+		s.sweepAfter = next
+	}
 	if s.cfg.HistoryRetention > 0 {
 		if n, err := s.store.PruneHistory(ctx, now.Add(-s.cfg.HistoryRetention)); err != nil {
 			s.log.Error("prune history", "err", err)
