@@ -118,12 +118,21 @@ func (s *Scope) ContainsIdentity(identity string) bool {
 	if s == nil {
 		return true
 	}
-	// baseline, rule, kind, key
-	f := strings.SplitN(identity, "\x00", 4)
-	if len(f) != 4 {
+	// baseline, rule, kind, key: skip two fields without allocating, as
+	// the store asks this of every open drift of every host it replaces.
+	rest := identity
+	for range 2 {
+		i := strings.IndexByte(rest, 0)
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+1:]
+	}
+	kind, key, ok := strings.Cut(rest, "\x00")
+	if !ok {
 		return false
 	}
-	return s.Contains(f[2], f[3])
+	return s.Contains(kind, key)
 }
 
 // ScopeOfRefs is the scope an inventory change of these items can affect.
