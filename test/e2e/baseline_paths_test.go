@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -102,42 +101,7 @@ func TestBaselinePathsWatched(t *testing.T) {
 // label makes the agent drop it again.
 func TestBaselinePathsAcrossReplicas(t *testing.T) {
 	const extra = "/etc/app/extra.conf"
-	dsn := pgDSN(t)
-	first := t.TempDir()
-	out := run(t, "qinfra-server", "init", "--data", first, "--store", dsn)
-	token := regexp.MustCompile(`Admin API token[^:]*: (\S+)`).FindStringSubmatch(out)[1]
-	fp := regexp.MustCompile(`CA fingerprint: (\S+)`).FindStringSubmatch(out)[1]
-	var reps []*replica
-	for i := range 2 {
-		r := &replica{dir: first, grpc: freePort(t), api: freePort(t)}
-		if i > 0 {
-			r.dir = t.TempDir()
-			for _, f := range []string{"ca.crt", "ca.key", "server.crt", "server.key"} {
-				b, err := os.ReadFile(filepath.Join(first, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(r.dir, f), b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		r.proc = start(t, "qinfra-server", "serve", "--data", r.dir, "--store", dsn,
-			"--grpc-addr", r.grpc, "--api-addr", r.api, "--log-level", "debug")
-		reps = append(reps, r)
-	}
-	s := &server{t: t, dir: first, grpc: reps[0].grpc, api: reps[0].api, token: token, fp: fp}
-	s.httpClient = apiClient(t, first)
-	for _, r := range reps {
-		waitFor(t, 20*time.Second, "replica ready", func() bool {
-			resp, err := s.httpClient.Get("https://" + r.api + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
+	s, reps := startReplicas(t, 2)
 
 	root := newFakeRoot(t)
 	root.write("etc/app/extra.conf", "mode = strict\n")

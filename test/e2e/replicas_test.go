@@ -57,47 +57,7 @@ type replica struct {
 // others within seconds, every host's inventory is intact, and every
 // command is answered exactly once.
 func TestReplicasSurviveSIGKILL(t *testing.T) {
-	dsn := pgDSN(t)
-	// One data directory is initialized; the others get copies of its CA
-	// and server certificate, as an operator would distribute them.
-	first := t.TempDir()
-	out := run(t, "qinfra-server", "init", "--data", first, "--store", dsn)
-	token := regexp.MustCompile(`Admin API token[^:]*: (\S+)`).FindStringSubmatch(out)[1]
-	fp := regexp.MustCompile(`CA fingerprint: (\S+)`).FindStringSubmatch(out)[1]
-	var reps []*replica
-	for i := 0; i < 3; i++ {
-		r := &replica{dir: first, grpc: freePort(t), api: freePort(t)}
-		if i > 0 {
-			r.dir = t.TempDir()
-			for _, f := range []string{"ca.crt", "ca.key", "server.crt", "server.key"} {
-				b, err := os.ReadFile(filepath.Join(first, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(r.dir, f), b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		r.proc = start(t, "qinfra-server", "serve", "--data", r.dir, "--store", dsn,
-			"--grpc-addr", r.grpc, "--api-addr", r.api, "--log-level", "debug")
-		reps = append(reps, r)
-	}
-	// An API client on replica 0, which stays up.
-	s := &server{t: t, dir: first, grpc: reps[0].grpc, api: reps[0].api, token: token, fp: fp}
-	s.httpClient = apiClient(t, first)
-	for _, r := range reps {
-		s2 := *s
-		s2.api = r.api
-		waitFor(t, 20*time.Second, "replica ready", func() bool {
-			resp, err := s2.httpClient.Get("https://" + r.api + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == 200
-		})
-	}
+	s, reps := startReplicas(t, 3)
 
 	// Six agents, each listing all three replicas starting at a different
 	// one, so two start on each.
@@ -171,4 +131,49 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 	for _, a := range agents {
 		waitInSync(t, s, a, 30*time.Second)
 	}
+}
+
+// startReplicas initializes one data directory on the test database, gives
+// n-1 more directories copies of its CA and server certificate, as an
+// operator would distribute them, starts a replica on each and waits until
+// all are ready. The returned server's API client talks to replica 0.
+func startReplicas(t *testing.T, n int) (*server, []*replica) {
+	t.Helper()
+	dsn := pgDSN(t)
+	first := t.TempDir()
+	out := run(t, "qinfra-server", "init", "--data", first, "--store", dsn)
+	token := regexp.MustCompile(`Admin API token[^:]*: (\S+)`).FindStringSubmatch(out)[1]
+	fp := regexp.MustCompile(`CA fingerprint: (\S+)`).FindStringSubmatch(out)[1]
+	var reps []*replica
+	for i := range n {
+		r := &replica{dir: first, grpc: freePort(t), api: freePort(t)}
+		if i > 0 {
+			r.dir = t.TempDir()
+			for _, f := range []string{"ca.crt", "ca.key", "server.crt", "server.key"} {
+				b, err := os.ReadFile(filepath.Join(first, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(r.dir, f), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		r.proc = start(t, "qinfra-server", "serve", "--data", r.dir, "--store", dsn,
+			"--grpc-addr", r.grpc, "--api-addr", r.api, "--log-level", "debug")
+		reps = append(reps, r)
+	}
+	s := &server{t: t, dir: first, grpc: reps[0].grpc, api: reps[0].api, token: token, fp: fp}
+	s.httpClient = apiClient(t, first)
+	for _, r := range reps {
+		waitFor(t, 20*time.Second, "replica ready", func() bool {
+			resp, err := s.httpClient.Get("https://" + r.api + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+	return s, reps
 }

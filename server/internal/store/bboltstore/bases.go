@@ -697,16 +697,8 @@ func (s *sets) refBase(base baseSpec, blobs map[string]int64) error {
 // unrefBase drops a host's reference to base id, whose chunk index is
 // idx, deleting it and dropping its chunk references with the last.
 func (s *sets) unrefBase(id []byte, idx []indexEntry, blobs map[string]int64) error {
-	n, err := count(s.baseRefs, id)
-	if err != nil {
+	if last, err := release(s.baseRefs, "base", id); !last || err != nil {
 		return err
-	}
-	switch n {
-	case 0:
-		return corruptf("base %x is referenced but has no reference count", id)
-	case 1:
-	default:
-		return s.baseRefs.Put(id, u64(n-1))
 	}
 	for _, ie := range idx {
 		if err := s.unref(ie.id, blobs); err != nil {

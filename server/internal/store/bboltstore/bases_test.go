@@ -191,16 +191,7 @@ func TestBasesRandom(t *testing.T) {
 		f.apply(host(i), true, nil, nil)
 	}
 	checkSets(t, s)
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketOverlays, bucketBases, bucketBaseRefs, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs} {
-			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
-				return fmt.Errorf("%d keys left in %s after every host was emptied", n, b)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wantNoInventories(t, s)
 }
 
 // TestFleetUpgradeRebases loads hosts from a few images, each with its

@@ -324,6 +324,23 @@ func count(b *bolt.Bucket, id []byte) (uint64, error) {
 	return 0, corruptf("reference count of %x is %d bytes long", id, len(v))
 }
 
+// release drops one reference counted in refs under id (a chunk's, a
+// base's: what names it) and reports whether it was the last, leaving the
+// caller to delete the object and its count; with others left it only
+// stores the lower count.
+func release(refs *bolt.Bucket, what string, id []byte) (last bool, err error) {
+	n, err := count(refs, id)
+	switch {
+	case err != nil:
+		return false, err
+	case n == 0:
+		return false, corruptf("%s %x is referenced but has no reference count", what, id)
+	case n == 1:
+		return true, nil
+	}
+	return false, refs.Put(id, u64(n-1))
+}
+
 // ref takes a reference to c, storing it if it is new; the references its
 // entries then take to their blobs are added to blobs.
 func (s *sets) ref(c *chunk, blobs map[string]int64) error {
@@ -345,16 +362,8 @@ func (s *sets) ref(c *chunk, blobs map[string]int64) error {
 // unref drops a reference to a chunk, deleting it with the last; the
 // references its entries then drop are subtracted from blobs.
 func (s *sets) unref(id []byte, blobs map[string]int64) error {
-	n, err := count(s.chunkRefs, id)
-	if err != nil {
+	if last, err := release(s.chunkRefs, "chunk", id); !last || err != nil {
 		return err
-	}
-	switch n {
-	case 0:
-		return corruptf("chunk %x is referenced but has no reference count", id)
-	case 1:
-	default:
-		return s.chunkRefs.Put(id, u64(n-1))
 	}
 	entries, err := s.loadChunk(id)
 	if err != nil {

@@ -148,16 +148,7 @@ func TestSetsStayCanonical(t *testing.T) {
 		apply(h, true, nil, nil)
 	}
 	checkSets(t, s)
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketOverlays, bucketBases, bucketBaseRefs, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs} {
-			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
-				return fmt.Errorf("%d keys left in %s after every host was emptied", n, b)
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	wantNoInventories(t, s)
 }
 
 // sharedImage returns n packages as a typical image has them, and own
@@ -292,4 +283,20 @@ func BenchmarkSharedInventory(b *testing.B) {
 	b.ReportMetric(float64(file)/float64(b.N), "file-bytes/host")
 	b.ReportMetric(float64(used)/float64(b.N), "page-bytes/host")
 	b.ReportMetric(float64(naive)/float64(b.N), "naive-bytes/host")
+}
+
+// wantNoInventories fails unless every inventory bucket is empty: once
+// every host's items are gone, nothing they shared may be left behind.
+func wantNoInventories(t *testing.T, s *Store) {
+	t.Helper()
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketOverlays, bucketBases, bucketBaseRefs, bucketChunks, bucketChunkRefs, bucketBlobs, bucketBlobRefs} {
+			if n := tx.Bucket(b).Stats().KeyN; n != 0 {
+				return fmt.Errorf("%d keys left in %s after every host was emptied", n, b)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

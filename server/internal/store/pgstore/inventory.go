@@ -518,11 +518,22 @@ func (s *Store) listItems(ctx context.Context, hostID, kind string) ([]*commonv1
 	if err != nil {
 		return nil, err
 	}
+	return scanItems(rows)
+}
+
+// scanItems decodes rows of (kind, key, body hash, body) ordered by kind
+// and key into items, each ref once: a ref repeated on the next row is
+// skipped (FindItems' ranges are disjoint; that is only a safeguard).
+func scanItems(rows pgx.Rows) ([]*commonv1.Item, error) {
 	var out []*commonv1.Item
-	var r inventory.Ref
+	var r, prev inventory.Ref
 	var key, bodyHash, body []byte
-	_, err = pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
 		r.Key = string(key)
+		if len(out) > 0 && r == prev {
+			return nil
+		}
+		prev = r
 		it, err := decodeBody(r, bodyHash, body)
 		if err != nil {
 			return err
@@ -567,23 +578,7 @@ func (s *Store) findItems(ctx context.Context, hostID string, prefixes []invento
 	if err != nil {
 		return nil, err
 	}
-	var out []*commonv1.Item
-	var r, prev inventory.Ref
-	var key, bodyHash, body []byte
-	_, err = pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
-		r.Key = string(key)
-		if len(out) > 0 && r == prev {
-			return nil // the ranges are disjoint; this is only a safeguard
-		}
-		prev = r
-		it, err := decodeBody(r, bodyHash, body)
-		if err != nil {
-			return err
-		}
-		out = append(out, it)
-		return nil
-	})
-	return out, err
+	return scanItems(rows)
 }
 
 // findItemsSQL reads the host $1's items in the key ranges [$3, $4) of
