@@ -1,6 +1,9 @@
 package drift
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -31,9 +34,12 @@ func pkgItem(name, version string) *commonv1.Item {
 		Manager: "dpkg", Name: name, Version: version, Arch: "amd64", Status: "installed"}}})
 }
 
+// fileItem is a file whose content is n: its digest is as random as a
+// real file's, which matters to what compresses.
 func fileItem(path string, n int) *commonv1.Item {
+	sum := sha256.Sum256(binary.AppendUvarint(nil, uint64(n)))
 	return seal(&commonv1.Item{Kind: inventory.KindFile, Key: path, Body: &commonv1.Item_File{File: &commonv1.File{
-		Path: path, Type: "file", Sha256: fmt.Sprintf("%064x", n), Mode: 0o644, Owner: "root", Group: "root"}}})
+		Path: path, Type: "file", Sha256: hex.EncodeToString(sum[:]), Mode: 0o644, Owner: "root", Group: "root"}}})
 }
 
 func userItem(name string, uid uint32) *commonv1.Item {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quantumlayer/qinfra/pkg/baseline"
 	"github.com/quantumlayer/qinfra/pkg/inventory"
+	"github.com/quantumlayer/qinfra/pkg/pki"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 	"github.com/quantumlayer/qinfra/server/internal/auth"
 	"github.com/quantumlayer/qinfra/server/internal/store"
@@ -23,13 +24,13 @@ import (
 
 var engineHosts = flag.Int("engine-hosts", 10000, "hosts in BenchmarkEngineBaselineEdit")
 
-// rowBytes is what one row per host×item holds at the least: the host ID
-// (10 bytes here), the item's kind and key and its encoded body, with no
-// row header or index.
-func rowBytes(items []*commonv1.Item) int64 {
+// rowBytes is what one row per host×item holds at the least: the host ID,
+// the item's kind and key and its encoded body, with no row header or
+// index.
+func rowBytes(hostID string, items []*commonv1.Item) int64 {
 	var n int64
 	for _, it := range items {
-		n += int64(10 + len(it.GetKind()) + len(it.GetKey()) + proto.Size(it))
+		n += int64(len(hostID) + len(it.GetKind()) + len(it.GetKey()) + proto.Size(it))
 	}
 	return n
 }
@@ -79,13 +80,15 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for h := range jobs {
-				id := fmt.Sprintf("host-%05d", h)
+				// Host IDs as enrollment makes them: random, so
+				// hosts' records land all over their buckets.
+				id := pki.NewHostID()
 				if err := st.EnrollHost(ctx, tokens[h%images], now, &store.Host{ID: id, EnrolledAt: now}); err != nil {
 					b.Error(err)
 					return
 				}
 				items := hostItems(image(h%images), h%images, h)
-				naive.Add(rowBytes(items))
+				naive.Add(rowBytes(id, items))
 				if _, err := st.ApplyInventory(ctx, &store.InventoryUpdate{HostID: id, SpoolID: "s", Seq: 1, Full: true,
 					Upserts: items, SetHash: inventory.SetOf(items).Hash(), ReceivedAt: now}); err != nil {
 					b.Error(err)
@@ -128,6 +131,11 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 			driftBytes += n
 		}
 	}
+	var per []string
+	for _, name := range bboltstore.InventoryBuckets {
+		per = append(per, fmt.Sprintf("%s %d", name, sizes[name]/int64(n)))
+	}
+	b.Logf("inventory buckets, bytes per host: %s", strings.Join(per, ", "))
 	naiveBytes := float64(naive.Load())
 	b.ReportMetric(100*float64(inv)/naiveBytes, "inventory-%")
 	b.ReportMetric(100*float64(fi.Size())/naiveBytes, "file-%")

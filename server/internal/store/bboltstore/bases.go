@@ -7,9 +7,10 @@ package bboltstore
 // by the hosts that use it; its chunks are counted in chunk_refs once per
 // base, not per host. A host's inventory is a base and an overlay: the
 // entries where the host differs from its base, sorted by key, each an
-// item key with a blob ID (the host's value) or a tombstone (the host lacks
+// item key with a blob (the host's value) or a tombstone (the host lacks
 // an item the base has). The overlay is one value per host in the flat
-// overlays bucket; its blob IDs count in blob_refs like chunk entries do.
+// overlays bucket, which holds its blobs (overlay.go): blob_refs counts
+// the chunk entries naming a blob only.
 //
 // Hosts built from one image then share one base and keep only their own
 // few differences: storage grows with the differences, not with the
@@ -29,13 +30,10 @@ package bboltstore
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"sort"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
 
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 )
@@ -162,80 +160,6 @@ func (s *sets) loadBase(id []byte) ([]indexEntry, error) {
 	return out, nil
 }
 
-// encodeOverlay encodes a host's base ID and overlay: a byte saying
-// whether there is a base, its ID, then each entry as a chunk's are (the
-// key's shared prefix length, the rest of the key) followed by 0 for a
-// tombstone or 1 and the blob ID.
-func encodeOverlay(base []byte, ov []ovEntry) []byte {
-	b := make([]byte, 0, 1+len(base)+len(ov)*48)
-	if base == nil {
-		b = append(b, 0)
-	} else {
-		b = append(append(b, 1), base...)
-	}
-	var prev []byte
-	for _, e := range ov {
-		shared := 0
-		for shared < len(prev) && shared < len(e.key) && prev[shared] == e.key[shared] {
-			shared++
-		}
-		b = binary.AppendUvarint(b, uint64(shared))
-		b = binary.AppendUvarint(b, uint64(len(e.key)-shared))
-		b = append(b, e.key[shared:]...)
-		if e.blob == nil {
-			b = append(b, 0)
-		} else {
-			b = append(append(b, 1), e.blob...)
-		}
-		prev = e.key
-	}
-	return b
-}
-
-func decodeOverlay(b []byte) (base []byte, ov []ovEntry, err error) {
-	switch {
-	case len(b) >= 1 && b[0] == 0:
-		b = b[1:]
-	case len(b) >= 1+sha256.Size && b[0] == 1:
-		base = bytes.Clone(b[1 : 1+sha256.Size])
-		b = b[1+sha256.Size:]
-	default:
-		return nil, nil, corruptf("overlay: bad base")
-	}
-	var prev []byte
-	for len(b) > 0 {
-		shared, n := binary.Uvarint(b)
-		if n <= 0 || shared > uint64(len(prev)) {
-			return nil, nil, corruptf("overlay entry %d: bad shared prefix length", len(ov))
-		}
-		b = b[n:]
-		rest, n := binary.Uvarint(b)
-		if n <= 0 || rest >= uint64(len(b)-n) {
-			return nil, nil, corruptf("overlay entry %d: bad key length", len(ov))
-		}
-		b = b[n:]
-		key := make([]byte, 0, int(shared)+int(rest))
-		key = append(append(key, prev[:shared]...), b[:rest]...)
-		b = b[rest:]
-		e := ovEntry{key: key}
-		switch {
-		case b[0] == 0:
-			b = b[1:]
-		case b[0] == 1 && len(b) > sha256.Size:
-			e.blob = bytes.Clone(b[1 : 1+sha256.Size])
-			b = b[1+sha256.Size:]
-		default:
-			return nil, nil, corruptf("overlay entry %d: bad value", len(ov))
-		}
-		if len(ov) > 0 && bytes.Compare(ov[len(ov)-1].key, key) >= 0 {
-			return nil, nil, corruptf("overlay entry %d: out of order", len(ov))
-		}
-		ov = append(ov, e)
-		prev = key
-	}
-	return base, ov, nil
-}
-
 // loadHost reads a host's stored inventory; the zero hostSet if it has
 // none.
 func (s *sets) loadHost(hostID []byte) (hostSet, error) {
@@ -243,10 +167,11 @@ func (s *sets) loadHost(hostID []byte) (hostSet, error) {
 	if v == nil {
 		return hostSet{}, nil
 	}
-	base, ov, err := decodeOverlay(v)
+	base, ov, vals, err := decodeOverlay(v)
 	if err != nil {
 		return hostSet{}, fmt.Errorf("host %s: %w", hostID, err)
 	}
+	s.addInline(vals)
 	hs := hostSet{base: base, overlay: ov}
 	if base != nil {
 		if hs.index, err = s.loadBase(base); err != nil {
@@ -579,7 +504,7 @@ func (s *sets) consensus(hostID, id []byte, idx []indexEntry, peers []string, ov
 		if v == nil {
 			continue
 		}
-		pbase, pov, err := decodeOverlay(v)
+		pbase, pov, _, err := decodeOverlay(v)
 		if err != nil {
 			return baseSpec{}, nil, false, fmt.Errorf("host %s: %w", p, err)
 		}
@@ -636,7 +561,9 @@ func (s *sets) consensus(hostID, id []byte, idx []indexEntry, peers []string, ov
 // putHost replaces the host's stored inventory old by base and overlay,
 // counting references: the new base is referenced (and stored, with its
 // chunks, if new) before the old one is dropped, so chunks both hold are
-// not deleted and stored again; blob references are counted net.
+// not deleted and stored again; blob references are counted net. The
+// overlay, which holds its blobs (overlay.go), is encoded before blobs
+// its old base alone named are deleted.
 func (s *sets) putHost(hostID []byte, old *hostSet, base baseSpec, overlay []ovEntry) error {
 	blobs := map[string]int64{}
 	if !bytes.Equal(old.base, base.id) {
@@ -651,22 +578,18 @@ func (s *sets) putHost(hostID []byte, old *hostSet, base baseSpec, overlay []ovE
 			}
 		}
 	}
-	for _, e := range old.overlay {
-		if e.blob != nil {
-			blobs[string(e.blob)]--
-		}
-	}
-	for _, e := range overlay {
-		if e.blob != nil {
-			blobs[string(e.blob)]++
-		}
-	}
 	if base.id == nil && len(overlay) == 0 {
 		if err := s.overlays.Delete(hostID); err != nil {
 			return fmt.Errorf("delete overlay: %w", err)
 		}
-	} else if err := s.overlays.Put(hostID, encodeOverlay(base.id, overlay)); err != nil {
-		return fmt.Errorf("store overlay: %w", err)
+	} else {
+		v, err := encodeOverlay(base.id, overlay, s.blob)
+		if err != nil {
+			return err
+		}
+		if err := s.overlays.Put(hostID, v); err != nil {
+			return fmt.Errorf("store overlay: %w", err)
+		}
 	}
 	return s.refBlobs(blobs)
 }
@@ -712,83 +635,4 @@ func (s *sets) unrefBase(id []byte, idx []indexEntry, blobs map[string]int64) er
 		return fmt.Errorf("delete base count: %w", err)
 	}
 	return nil
-}
-
-// migrateIndexes turns the schema version 2 layout, where each host kept
-// a chunk index in a bucket of its own under inventory_chunks, into bases:
-// each host's index becomes a base (hosts with identical indexes share
-// one) with an empty overlay. The chunks stay; a chunk's count drops by
-// the hosts that now reach it through a base another host already made.
-// Blob counts do not change: the same chunks are stored.
-func migrateIndexes(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketBases, bucketBaseRefs, bucketOverlays} {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-	}
-	old := tx.Bucket(bucketInvChunksV2)
-	if old == nil {
-		return nil
-	}
-	ss := newSets(tx, nil, nil)
-	err := old.ForEachBucket(func(host []byte) error {
-		c := old.Bucket(host).Cursor()
-		var es []entry
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			es = append(es, entry{key: bytes.Clone(k), blob: bytes.Clone(v)})
-		}
-		if len(es) == 0 {
-			return nil
-		}
-		enc := encodeChunk(es)
-		sum := sha256.Sum256(enc)
-		id := sum[:]
-		n, err := count(ss.baseRefs, id)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			if err := ss.bases.Put(id, enc); err != nil {
-				return err
-			}
-		} else {
-			for _, e := range es {
-				m, err := count(ss.chunkRefs, e.blob)
-				if err != nil {
-					return err
-				}
-				if m < 2 {
-					return corruptf("chunk %x of host %s has %d references", e.blob, host, m)
-				}
-				if err := ss.chunkRefs.Put(e.blob, u64(m-1)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := ss.baseRefs.Put(id, u64(n+1)); err != nil {
-			return err
-		}
-		return ss.overlays.Put(bytes.Clone(host), encodeOverlay(id, nil))
-	})
-	if err != nil {
-		return fmt.Errorf("migrate chunk indexes: %w", err)
-	}
-	return tx.DeleteBucket(bucketInvChunksV2)
-}
-
-// bucketInvChunksV2 held schema version 2's chunk indexes.
-var bucketInvChunksV2 = []byte("inventory_chunks")
-
-// migrateSchema converts a schema version 2 file to version 3, in the
-// transaction of a read-write Open; other versions are left to checkTx.
-func migrateSchema(tx *bolt.Tx) error {
-	meta := tx.Bucket(bucketMeta)
-	v := meta.Get(keySchemaVersion)
-	if len(v) != 8 || binary.BigEndian.Uint64(v) != 2 {
-		return nil
-	}
-	if err := migrateIndexes(tx); err != nil {
-		return err
-	}
-	return meta.Put(keySchemaVersion, u64(SchemaVersion))
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
@@ -84,7 +83,7 @@ func overlayStats(t testing.TB, s *Store) (bases, used, maxOv, ovBytes int) {
 	if err := s.db.View(func(tx *bolt.Tx) error {
 		bases = tx.Bucket(bucketBases).Stats().KeyN
 		return tx.Bucket(bucketOverlays).ForEach(func(_, v []byte) error {
-			base, ov, err := decodeOverlay(v)
+			base, ov, _, err := decodeOverlay(v)
 			if err != nil {
 				return err
 			}
@@ -305,12 +304,7 @@ func TestSameItemsSameBase(t *testing.T) {
 // index entry, and a stream state, as the previous release wrote them.
 func writeV2(t *testing.T, path string, items map[string][]*commonv1.Item) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
+	updateFile(t, path, func(tx *bolt.Tx) error {
 		salt := tx.Bucket(bucketMeta).Get(keyChunkSalt)
 		inv, err := tx.CreateBucket(bucketInvChunksV2)
 		if err != nil {
@@ -362,9 +356,7 @@ func writeV2(t *testing.T, path string, items map[string][]*commonv1.Item) {
 			}
 		}
 		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(2))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 // TestMigrateV2 opens a file of the previous layout (a chunk index per
@@ -399,21 +391,9 @@ func TestMigrateV2(t *testing.T) {
 	ctx := context.Background()
 	for i := range hosts {
 		h := fmt.Sprintf("host-%05d", i)
-		got, err := s.ListItems(ctx, h, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := slices.SortedFunc(slices.Values(items[h]), func(a, b *commonv1.Item) int {
+		wantItems(t, s, h, slices.SortedFunc(slices.Values(items[h]), func(a, b *commonv1.Item) int {
 			return bytes.Compare(itemKey(inventory.RefOf(a)), itemKey(inventory.RefOf(b)))
-		})
-		if len(got) != len(want) {
-			t.Fatalf("host %s: %d items after the migration, want %d", h, len(got), len(want))
-		}
-		for j := range got {
-			if !proto.Equal(got[j], want[j]) {
-				t.Fatalf("host %s item %d = %v, want %v", h, j, got[j], want[j])
-			}
-		}
+		}))
 	}
 	var version uint64
 	bases, _, maxOv, _ := overlayStats(t, s)
@@ -485,6 +465,130 @@ func TestRestoreV2Backup(t *testing.T) {
 		got, err := r.ListItems(context.Background(), h, "")
 		if err != nil || len(got) != len(want) {
 			t.Fatalf("host %s: %d items (%v), want %d", h, len(got), err, len(want))
+		}
+	}
+}
+
+// writeV3 turns the store file at path (closed) into the schema version 3
+// layout, as the previous release wrote it: each overlay names its blobs
+// by ID, and they are stored and counted in blob_refs like chunk entries.
+func writeV3(t *testing.T, path string) {
+	t.Helper()
+	updateFile(t, path, func(tx *bolt.Tx) error {
+		ss := newSets(tx, nil, nil)
+		old := map[string][]byte{}
+		if err := ss.overlays.ForEach(func(k, v []byte) error {
+			old[string(k)] = bytes.Clone(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for h, v := range old {
+			base, ov, vals, err := decodeOverlay(v)
+			if err != nil {
+				return err
+			}
+			refs := map[string]int64{}
+			for _, e := range ov {
+				if e.blob != nil {
+					refs[string(e.blob)]++
+				}
+			}
+			ss.inline = vals
+			if err := ss.refBlobs(refs); err != nil {
+				return err
+			}
+			if err := ss.overlays.Put([]byte(h), encodeOverlayV3(base, ov)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(3))
+	})
+}
+
+// TestMigrateV3 opens a file of the previous layout (overlays naming
+// blobs kept in the blobs bucket): Open moves every overlay's blobs
+// inline, deletes the blobs no chunk names, and every host reads its
+// items as before, an item whose hash is not its body's included.
+func TestMigrateV3(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "qinfra.db")
+	s := openAt(t, path)
+	const hosts = 8
+	enrollBench(t, s, hosts)
+	ctx := context.Background()
+	items := map[string][]*commonv1.Item{}
+	for i := range hosts {
+		h := fmt.Sprintf("host-%05d", i)
+		items[h] = append(imageItems(t, 0, 300), ownPackages(t, i, 5)...)
+		if i == 3 {
+			odd := imagePkg(t, "forged", "1.0")
+			odd.Hash = bytes.Repeat([]byte{0xaa}, 32) // an agent's hash that is not the body's
+			items[h] = append(items[h], odd)
+		}
+		out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{HostID: h, SpoolID: "sp", Seq: 1, Full: true,
+			Upserts: items[h], SetHash: inventory.SetOf(items[h]).Hash(), ReceivedAt: now})
+		if err != nil || out != store.Applied {
+			t.Fatalf("host %s: %v, %v", h, out, err)
+		}
+	}
+	before := map[string][]*commonv1.Item{}
+	for h := range items {
+		got, err := s.ListItems(ctx, h, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[h] = got
+	}
+	blobsNow := func(s *Store) (n int) {
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			n = tx.Bucket(bucketBlobs).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	inline := blobsNow(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeV3(t, path)
+	if _, err := Open(path, Options{ReadOnly: true}); !errors.Is(err, ErrSchemaVersion) {
+		t.Fatalf("read-only Open of a version 3 store: error = %v, want ErrSchemaVersion", err)
+	}
+	s = openAt(t, path)
+	checkSets(t, s)
+	if n := blobsNow(s); n != inline {
+		t.Fatalf("%d blobs stored after the migration, want the %d the chunks name", n, inline)
+	}
+	for h, want := range before {
+		wantItems(t, s, h, want)
+	}
+	// Updates go on from the converted state.
+	ups := []*commonv1.Item{imagePkg(t, "pkg-0001", "9.9")}
+	next := append(slices.Clone(items["host-00003"]), ups...)
+	out, err := s.ApplyInventory(ctx, &store.InventoryUpdate{HostID: "host-00003", SpoolID: "sp", Seq: 2,
+		Upserts: ups, SetHash: inventory.SetOf(next).Hash(), ReceivedAt: now})
+	if err != nil || out != store.Applied {
+		t.Fatalf("delta after the migration: %v, %v", out, err)
+	}
+	checkSets(t, s)
+}
+
+// wantItems fails t unless the host's items read back as want, in key
+// order.
+func wantItems(t *testing.T, s *Store, h string, want []*commonv1.Item) {
+	t.Helper()
+	got, err := s.ListItems(context.Background(), h, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("host %s: %d items after the migration, want %d", h, len(got), len(want))
+	}
+	for j := range got {
+		if !proto.Equal(got[j], want[j]) {
+			t.Fatalf("host %s item %d = %v, want %v", h, j, got[j], want[j])
 		}
 	}
 }

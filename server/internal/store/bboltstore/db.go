@@ -8,7 +8,7 @@
 //
 // # Layout
 //
-// Top-level buckets, schema version 3:
+// Top-level buckets, schema version 4:
 //
 //	meta                     "schema_version" → uint64, big-endian
 //	                         "chunk_salt" → 16 random bytes (see sets.go)
@@ -20,13 +20,13 @@
 //	api_tokens               token ID → JSON token record
 //	api_token_hashes         SHA-256 of the secret → token ID
 //	inventory                host ID → JSON stream state (spool, seq, accumulator)
-//	overlays                 host ID → base ID and the host's differences from it (bases.go)
+//	overlays                 host ID → base ID and the host's differences from it, blobs inline (overlay.go)
 //	bases                    base ID → chunk index: first item key of a chunk → chunk ID
 //	base_refs                base ID → uint64 count of hosts' references
 //	chunks                   chunk ID → the chunk's entries (item key → blob ID)
 //	chunk_refs               chunk ID → uint64 count of bases' references
 //	blobs                    blob ID → proto Item without kind and key
-//	blob_refs                blob ID → uint64 count of chunks' and overlays' references
+//	blob_refs                blob ID → uint64 count of chunks' references
 //	history                  host ID → bucket: time + change number → JSON item change
 //	history_by_time          time + change number → host ID
 //	commands                 command ID → JSON command record
@@ -41,8 +41,9 @@
 // Inventories are content-addressed (sets.go): 1,000 hosts built from one
 // image share the chunks and blobs of their common packages.
 //
-// Version 2 kept a chunk index per host, in a bucket under
-// inventory_chunks; a read-write Open converts it (migrateSchema).
+// Version 3 kept overlays naming their blobs by ID, counted in blob_refs;
+// version 2 a chunk index per host, in a bucket under inventory_chunks. A
+// read-write Open converts both (migrate.go).
 //
 // Version 1 kept every host's items as full copies; files of that version
 // (written only by development builds) are refused, not converted.
@@ -72,7 +73,7 @@ import (
 
 // SchemaVersion is the bucket layout this package reads and writes. Open
 // refuses a file with another version.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the file lock when Options.LockTimeout is zero.
@@ -366,9 +367,9 @@ func checkTx(tx *bolt.Tx) ([]byte, error) {
 		// Only development builds wrote version 1: nothing to migrate.
 		return nil, fmt.Errorf("%w: schema version 1 (a development build's layout, with a full copy of every host's items) is not supported by this release, which needs version %d; "+
 			"move the file aside and let qinfra-server create a new store (agents resend their full inventories), or open it with the build that wrote it", ErrSchemaVersion, SchemaVersion)
-	case version == 2:
+	case version == 2 || version == 3:
 		// A read-write Open has converted it already.
-		return nil, fmt.Errorf("%w: schema version 2 is converted to %d by a read-write open; start qinfra-server on the file once first", ErrSchemaVersion, SchemaVersion)
+		return nil, fmt.Errorf("%w: schema version %d is converted to %d by a read-write open; start qinfra-server on the file once first", ErrSchemaVersion, version, SchemaVersion)
 	case version < SchemaVersion:
 		return nil, fmt.Errorf("%w: schema version %d has no migration to %d", ErrSchemaVersion, version, SchemaVersion)
 	}

@@ -245,16 +245,9 @@ func TestCorruptFile(t *testing.T) {
 // setSchemaVersion rewrites the schema version of a closed store file.
 func setSchemaVersion(t *testing.T, path string, v uint64) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := db.Update(func(tx *bolt.Tx) error {
+	updateFile(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keySchemaVersion, u64(v))
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
 func TestSchemaVersion(t *testing.T) {
@@ -421,6 +414,20 @@ func TestUpdateHostCallerPanic(t *testing.T) {
 		t.Fatalf("after a panicking update: host %+v, %v", h, err)
 	}
 	if err := s.UpdateHost(context.Background(), "host-1", func(*store.Host) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// updateFile runs fn in a read-write transaction on the closed store file
+// at path, opened as bbolt alone.
+func updateFile(t *testing.T, path string, fn func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fn); err != nil {
 		t.Fatal(err)
 	}
 }

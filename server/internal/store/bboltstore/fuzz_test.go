@@ -10,22 +10,52 @@ import (
 // FuzzDecodeOverlay: a stored overlay read back from a damaged file is
 // refused with ErrCorrupt, never a panic; whatever decodes means the same
 // after encoding it again (a damaged file may hold a non-canonical
-// encoding, e.g. a padded varint, which reads as its canonical form).
+// encoding, e.g. a padded varint, which reads as its canonical form), and
+// each blob is stored under its ID.
 func FuzzDecodeOverlay(f *testing.F) {
+	sealed, sealedID, err := encodeBlob(testPkg(f, "a", "1.0-1"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	forged := bytes.Clone(sealed)
+	forged[5] ^= 1 // an item hash that is not its body's
+	forgedID := sha256.Sum256(forged)
+	blobs := map[string][]byte{string(sealedID): sealed, string(forgedID[:]): forged}
+	blobOf := func(id []byte) ([]byte, error) { return blobs[string(id)], nil }
 	id := bytes.Repeat([]byte{7}, sha256.Size)
-	f.Add(encodeOverlay(nil, nil))
-	f.Add(encodeOverlay(id, []ovEntry{{key: []byte("package\x00dpkg:a:amd64"), blob: id}, {key: []byte("package\x00dpkg:b:amd64")}}))
+	for _, ov := range [][]ovEntry{
+		nil,
+		{{key: []byte("package\x00dpkg:a:amd64"), blob: sealedID}, {key: []byte("package\x00dpkg:b:amd64")}},
+		{{key: []byte("package\x00dpkg:a:amd64"), blob: forgedID[:]}, {key: []byte("package\x00dpkg:a:i386"), blob: sealedID}, {key: []byte("user\x00x"), blob: sealedID}},
+	} {
+		for _, base := range [][]byte{nil, id} {
+			v, err := encodeOverlay(base, ov, blobOf)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(v)
+		}
+	}
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		base, ov, err := decodeOverlay(b)
+		base, ov, vals, err := decodeOverlay(b)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
 			}
 			return
 		}
-		base2, ov2, err := decodeOverlay(encodeOverlay(base, ov))
-		if err != nil || !bytes.Equal(base, base2) || len(ov) != len(ov2) {
+		for id, v := range vals {
+			if sum := sha256.Sum256(v); string(sum[:]) != id {
+				t.Fatalf("blob %x read under ID %x", sum, id)
+			}
+		}
+		v, err := encodeOverlay(base, ov, func(id []byte) ([]byte, error) { return vals[string(id)], nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		base2, ov2, vals2, err := decodeOverlay(v)
+		if err != nil || !bytes.Equal(base, base2) || len(ov) != len(ov2) || len(vals) != len(vals2) {
 			t.Fatalf("re-encoded overlay reads differently: %v", err)
 		}
 		for i := range ov {
@@ -58,6 +88,27 @@ func FuzzDecodeChunk(f *testing.F) {
 			if !bytes.Equal(es[i].key, es2[i].key) || !bytes.Equal(es[i].blob, es2[i].blob) {
 				t.Fatalf("entry %d: %q/%x became %q/%x", i, es[i].key, es[i].blob, es2[i].key, es2[i].blob)
 			}
+		}
+	})
+}
+
+// FuzzDecodeOverlayV3: schema version 3's overlays, which a read-write
+// Open converts, are refused with ErrCorrupt when damaged, never a panic.
+func FuzzDecodeOverlayV3(f *testing.F) {
+	id := bytes.Repeat([]byte{7}, sha256.Size)
+	f.Add(encodeOverlayV3(nil, nil))
+	f.Add(encodeOverlayV3(id, []ovEntry{{key: []byte("package\x00dpkg:a:amd64"), blob: id}, {key: []byte("package\x00dpkg:b:amd64")}}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		base, ov, err := decodeOverlayV3(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		base2, ov2, err := decodeOverlayV3(encodeOverlayV3(base, ov))
+		if err != nil || !bytes.Equal(base, base2) || len(ov) != len(ov2) {
+			t.Fatalf("re-encoded overlay reads differently: %v", err)
 		}
 	})
 }

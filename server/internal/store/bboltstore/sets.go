@@ -35,6 +35,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -86,7 +87,9 @@ type sets struct {
 	// newBlobs holds the bytes of an update's items by blob ID: the blobs
 	// that may not be stored yet.
 	newBlobs map[string][]byte
-	buf      []byte
+	// inline holds the blobs of the overlays read, by blob ID.
+	inline map[string][]byte
+	buf    []byte
 }
 
 func newSets(tx *bolt.Tx, salt []byte, entryCache *chunkCache[entry]) *sets {
@@ -147,17 +150,42 @@ func encodeChunk(entries []entry) []byte {
 	b := make([]byte, 0, n)
 	var prev []byte
 	for _, e := range entries {
-		shared := 0
-		for shared < len(prev) && shared < len(e.key) && prev[shared] == e.key[shared] {
-			shared++
-		}
-		b = binary.AppendUvarint(b, uint64(shared))
-		b = binary.AppendUvarint(b, uint64(len(e.key)-shared))
-		b = append(b, e.key[shared:]...)
-		b = append(b, e.blob...)
+		b = append(appendKey(b, prev, e.key), e.blob...)
 		prev = e.key
 	}
 	return b
+}
+
+// appendKey appends key as chunks and overlays hold keys: the length of
+// the prefix it shares with the previous key, prev, then the rest of it,
+// length-prefixed.
+func appendKey(b, prev, key []byte) []byte {
+	shared := 0
+	for shared < len(prev) && shared < len(key) && prev[shared] == key[shared] {
+		shared++
+	}
+	b = binary.AppendUvarint(b, uint64(shared))
+	b = binary.AppendUvarint(b, uint64(len(key)-shared))
+	return append(b, key[shared:]...)
+}
+
+// readKey reads, into a fresh slice, a key appendKey wrote after prev,
+// and returns the bytes after it, of which there must be at least
+// minAfter.
+func readKey(b, prev []byte, minAfter int) (key, after []byte, err error) {
+	shared, n := binary.Uvarint(b)
+	if n <= 0 || shared > uint64(len(prev)) {
+		return nil, nil, errors.New("bad shared prefix length")
+	}
+	b = b[n:]
+	rest, n := binary.Uvarint(b)
+	if n <= 0 || rest > uint64(len(b)-n) || uint64(len(b)-n)-rest < uint64(minAfter) {
+		return nil, nil, errors.New("bad key length")
+	}
+	b = b[n:]
+	key = make([]byte, 0, int(shared)+int(rest))
+	key = append(append(key, prev[:shared]...), b[:rest]...)
+	return key, b[rest:], nil
 }
 
 // decodeChunk decodes a chunk into fresh slices.
@@ -165,19 +193,11 @@ func decodeChunk(b []byte) ([]entry, error) {
 	var out []entry
 	var prev []byte
 	for len(b) > 0 {
-		shared, n := binary.Uvarint(b)
-		if n <= 0 || shared > uint64(len(prev)) {
-			return nil, corruptf("chunk entry %d: bad shared prefix length", len(out))
+		key, rest, err := readKey(b, prev, sha256.Size)
+		if err != nil {
+			return nil, corruptf("chunk entry %d: %v", len(out), err)
 		}
-		b = b[n:]
-		rest, n := binary.Uvarint(b)
-		if n <= 0 || rest > uint64(len(b)-n) || uint64(len(b)-n)-rest < sha256.Size {
-			return nil, corruptf("chunk entry %d: bad key length", len(out))
-		}
-		b = b[n:]
-		key := make([]byte, 0, int(shared)+int(rest))
-		key = append(append(key, prev[:shared]...), b[:rest]...)
-		b = b[rest:]
+		b = rest
 		out = append(out, entry{key: key, blob: bytes.Clone(b[:sha256.Size])})
 		b = b[sha256.Size:]
 		prev = key
@@ -201,15 +221,30 @@ func (s *sets) loadChunk(id []byte) ([]entry, error) {
 	return entries, nil
 }
 
-// blob returns a blob's bytes, stored or in the update.
+// blob returns a blob's bytes: in the update, in an overlay read, or
+// stored.
 func (s *sets) blob(id []byte) ([]byte, error) {
-	if v := s.blobs.Get(id); v != nil {
-		return v, nil
-	}
 	if v, ok := s.newBlobs[string(id)]; ok {
 		return v, nil
 	}
+	if v, ok := s.inline[string(id)]; ok {
+		return v, nil
+	}
+	if v := s.blobs.Get(id); v != nil {
+		return v, nil
+	}
 	return nil, corruptf("blob %x is missing", id)
+}
+
+// addInline makes the blobs of an overlay read available to blob.
+func (s *sets) addInline(vals map[string][]byte) {
+	if s.inline == nil {
+		s.inline = vals
+		return
+	}
+	for id, b := range vals {
+		s.inline[id] = b
+	}
 }
 
 // item decodes the item an entry names.
@@ -383,7 +418,7 @@ func (s *sets) unref(id []byte, blobs map[string]int64) error {
 
 // refBlobs applies net changes to blobs' reference counts, in ID order:
 // a blob gaining its first reference is stored (it must be one of the
-// update's), one losing its last is deleted.
+// update's or of an overlay read), one losing its last is deleted.
 func (s *sets) refBlobs(blobs map[string]int64) error {
 	for _, id := range slices.Sorted(maps.Keys(blobs)) {
 		d := blobs[id]
@@ -409,6 +444,9 @@ func (s *sets) refBlobs(blobs map[string]int64) error {
 			continue
 		case n == 0:
 			v, ok := s.newBlobs[id]
+			if !ok {
+				v, ok = s.inline[id]
+			}
 			if !ok {
 				return corruptf("blob %x is neither stored nor new", key)
 			}

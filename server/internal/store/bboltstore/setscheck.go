@@ -21,7 +21,8 @@ import (
 //     where the base's value differs, a tombstone only where the base has
 //     the key;
 //   - every reference count (base_refs, chunk_refs, blob_refs) is the
-//     number of references, and nothing unreferenced is stored;
+//     number of references (an overlay holds its blobs: only chunks name
+//     blobs), and nothing unreferenced is stored;
 //   - each host's items (its base merged with its overlay) add up to the
 //     accumulator of its stream state.
 //
@@ -79,10 +80,11 @@ func checkSetsTx(tx *bolt.Tx, salt []byte) error {
 		if !hostExists(tx, string(host)) {
 			return corruptf("overlay of unknown host %s", host)
 		}
-		base, ov, err := decodeOverlay(v)
+		base, ov, vals, err := decodeOverlay(v)
 		if err != nil {
 			return fmt.Errorf("host %s: %w", host, err)
 		}
+		ss.inline = vals // one host's at a time
 		hs := hostSet{base: base, overlay: ov}
 		if base != nil {
 			idx, ok := indexes[string(base)]
@@ -104,9 +106,6 @@ func checkSetsTx(tx *bolt.Tx, salt []byte) error {
 				return corruptf("host %s: tombstone of %q, which its base lacks", host, e.key)
 			case bytes.Equal(e.blob, b):
 				return corruptf("host %s: overlay entry %q repeats its base's", host, e.key)
-			}
-			if e.blob != nil {
-				blobRefs[string(e.blob)]++
 			}
 		}
 		st, _, err := loadStream(tx, string(host))

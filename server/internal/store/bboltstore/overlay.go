@@ -1,0 +1,230 @@
+package bboltstore
+
+// The stored form of a host's overlay (schema version 4).
+//
+// An overlay is one value in the overlays bucket: a header byte (bit 0: a
+// base ID follows; bit 1: the rest is deflated), the base ID, then the
+// entries, each as a chunk's keys are (the length of the prefix shared
+// with the previous key, the rest of the key) followed by its value:
+//
+//	0                  a tombstone
+//	1, length, blob    the host's blob as stored
+//	2, length, body    the host's blob without its leading item hash
+//	                   field, which is the SHA-256 of the rest
+//
+// An overlay keeps its blobs inline rather than naming them in the blobs
+// bucket: a host's differences from its base are mostly its own (a config
+// file's hash, a local user), and a blob stored apart costs its 32-byte ID
+// in the overlay, again as its key, and a reference count, each in pages
+// of a bucket written at random. The second form drops the 34 bytes of
+// item hash an honest agent's item carries, since inventory.Seal makes it
+// the SHA-256 of the rest; a blob whose hash is not that keeps it. Either
+// way the blob, and so its ID (the SHA-256 of the blob), reads back
+// exactly: the rest of the package sees the entries it always did.
+//
+// What is left is mostly names and versions repeated across entries and
+// hex digests, which DEFLATE with a preset dictionary of the fields'
+// common words takes to about a quarter: small overlays pack several to a
+// page.
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+)
+
+const (
+	ovHasBase  = 1 << 0
+	ovDeflated = 1 << 1
+
+	ovTombstone = 0
+	ovBlob      = 1
+	ovBody      = 2
+)
+
+// hashField is the start of a blob holding an item hash: field 3 of Item,
+// length-delimited, 32 bytes long. encodeBlob writes it first, as
+// deterministic marshalling writes fields in number order.
+var hashField = []byte{3<<3 | 2, sha256.Size}
+
+// ovDict is the preset dictionary of deflated overlays: words common in
+// items' bodies. It is part of the stored format: a different dictionary
+// needs another header bit.
+var ovDict = []byte("root/usr/lib/usr/bin/etc/sbin/var/optlockedpasswordnologinfileregulardirectorysymlink" +
+	"systemdenabledstaticgenerateddisabledmaskedinactiveactiverunningexitedindirectalias.service.socket.timer" +
+	"installedconfig-filesubuntudebianx86_64noarchall-amd64i386arm64aarch64dpkgrpmapkwindows")
+
+// ovMinDeflate is the shortest body worth deflating.
+const ovMinDeflate = 96
+
+// ovMaxInflated caps an inflated overlay: a damaged value cannot make a
+// read allocate without bound. No host's differences come near it.
+const ovMaxInflated = 1 << 28
+
+var (
+	deflaters = sync.Pool{New: func() any {
+		w, err := flate.NewWriterDict(io.Discard, flate.DefaultCompression, ovDict)
+		if err != nil {
+			panic(err) // only for a bad level
+		}
+		return w
+	}}
+	inflaters sync.Pool
+)
+
+// encodeOverlay encodes a host's base ID and overlay; blobOf returns the
+// bytes of an upsert's blob.
+func encodeOverlay(base []byte, ov []ovEntry, blobOf func(id []byte) ([]byte, error)) ([]byte, error) {
+	body := make([]byte, 0, len(ov)*64)
+	var prev []byte
+	for _, e := range ov {
+		body = appendKey(body, prev, e.key)
+		prev = e.key
+		if e.blob == nil {
+			body = append(body, ovTombstone)
+			continue
+		}
+		b, err := blobOf(e.blob)
+		if err != nil {
+			return nil, fmt.Errorf("overlay entry %q: %w", e.key, err)
+		}
+		if rest, ok := derivedHash(b); ok {
+			body = append(body, ovBody)
+			b = rest
+		} else {
+			body = append(body, ovBlob)
+		}
+		body = binary.AppendUvarint(body, uint64(len(b)))
+		body = append(body, b...)
+	}
+	var hdr byte
+	if base != nil {
+		hdr |= ovHasBase
+	}
+	out := make([]byte, 1, 1+len(base)+len(body))
+	out = append(out, base...)
+	if len(body) >= ovMinDeflate {
+		w := deflaters.Get().(*flate.Writer)
+		defer deflaters.Put(w)
+		var buf bytes.Buffer
+		buf.Grow(len(body) / 2)
+		w.Reset(&buf)
+		if _, err := w.Write(body); err != nil {
+			return nil, fmt.Errorf("deflate overlay: %w", err)
+		}
+		if err := w.Close(); err != nil {
+			return nil, fmt.Errorf("deflate overlay: %w", err)
+		}
+		if buf.Len() < len(body) {
+			hdr |= ovDeflated
+			body = buf.Bytes()
+		}
+	}
+	out[0] = hdr
+	return append(out, body...), nil
+}
+
+// derivedHash returns blob without its leading item hash field if the
+// hash is the SHA-256 of the rest.
+func derivedHash(blob []byte) ([]byte, bool) {
+	if len(blob) < len(hashField)+sha256.Size || !bytes.HasPrefix(blob, hashField) {
+		return nil, false
+	}
+	rest := blob[len(hashField)+sha256.Size:]
+	sum := sha256.Sum256(rest)
+	return rest, bytes.Equal(sum[:], blob[len(hashField):len(hashField)+sha256.Size])
+}
+
+// decodeOverlay decodes a stored overlay: the host's base ID (nil for
+// none), its entries, and the bytes of the upserts' blobs by ID.
+func decodeOverlay(v []byte) (base []byte, ov []ovEntry, vals map[string][]byte, err error) {
+	if len(v) == 0 || v[0]&^(ovHasBase|ovDeflated) != 0 {
+		return nil, nil, nil, corruptf("overlay: bad header")
+	}
+	hdr, b := v[0], v[1:]
+	if hdr&ovHasBase != 0 {
+		if len(b) < sha256.Size {
+			return nil, nil, nil, corruptf("overlay: truncated base ID")
+		}
+		base = bytes.Clone(b[:sha256.Size])
+		b = b[sha256.Size:]
+	}
+	if hdr&ovDeflated != 0 {
+		if b, err = inflate(b); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		b = bytes.Clone(b) // entries keep sub-slices; v is only valid in its transaction
+	}
+	vals = map[string][]byte{}
+	var prev []byte
+	for len(b) > 0 {
+		key, rest, err := readKey(b, prev, 1)
+		if err != nil {
+			return nil, nil, nil, corruptf("overlay entry %d: %v", len(ov), err)
+		}
+		b = rest
+		if len(ov) > 0 && bytes.Compare(ov[len(ov)-1].key, key) >= 0 {
+			return nil, nil, nil, corruptf("overlay entry %d: out of order", len(ov))
+		}
+		e := ovEntry{key: key}
+		tag := b[0]
+		b = b[1:]
+		switch tag {
+		case ovTombstone:
+		case ovBlob, ovBody:
+			l, n := binary.Uvarint(b)
+			if n <= 0 || l > uint64(len(b)-n) {
+				return nil, nil, nil, corruptf("overlay entry %d: bad value length", len(ov))
+			}
+			blob := b[n : n+int(l) : n+int(l)]
+			b = b[n+int(l):]
+			if tag == ovBody {
+				sum := sha256.Sum256(blob)
+				full := make([]byte, 0, len(hashField)+sha256.Size+len(blob))
+				blob = append(append(append(full, hashField...), sum[:]...), blob...)
+			} else if _, ok := derivedHash(blob); ok {
+				// encodeOverlay writes such a blob in the second form:
+				// this one is not what it stored.
+				return nil, nil, nil, corruptf("overlay entry %d: blob in the wrong form", len(ov))
+			}
+			id := sha256.Sum256(blob)
+			e.blob = id[:]
+			vals[string(e.blob)] = blob
+		default:
+			return nil, nil, nil, corruptf("overlay entry %d: bad value", len(ov))
+		}
+		ov = append(ov, e)
+		prev = key
+	}
+	return base, ov, vals, nil
+}
+
+// inflate returns the inflated body of a deflated overlay.
+func inflate(b []byte) ([]byte, error) {
+	src := bytes.NewReader(b)
+	var r io.ReadCloser
+	if p := inflaters.Get(); p != nil {
+		r = p.(io.ReadCloser)
+		if err := r.(flate.Resetter).Reset(src, ovDict); err != nil {
+			return nil, corruptf("inflate overlay: %v", err)
+		}
+	} else {
+		r = flate.NewReaderDict(src, ovDict)
+	}
+	defer inflaters.Put(r)
+	var out bytes.Buffer
+	out.Grow(4 * len(b))
+	n, err := out.ReadFrom(io.LimitReader(r, ovMaxInflated+1))
+	if err != nil {
+		return nil, corruptf("inflate overlay: %v", err)
+	}
+	if n > ovMaxInflated {
+		return nil, corruptf("inflate overlay: longer than %d bytes", ovMaxInflated)
+	}
+	return out.Bytes(), nil
+}
