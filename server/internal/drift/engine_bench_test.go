@@ -52,57 +52,9 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	const images = 5
-	now := time.Now()
-	imgs := make([]*baseline.Baseline, images)
-	tokens := make([][]byte, images)
-	for i := range images {
-		_, _, hash := auth.GenerateSecret(auth.PrefixEnrollmentToken)
-		tokens[i] = hash
-		err := st.CreateEnrollmentToken(ctx, &store.EnrollmentToken{ID: fmt.Sprintf("tok%d", i), Hash: hash, UsesAllowed: n,
-			Labels: map[string]string{"image": fmt.Sprintf("img%d", i)}, ExpiresAt: now.Add(time.Hour), CreatedAt: now})
-		if err != nil {
-			b.Fatal(err)
-		}
-		imgs[i] = baseline.Capture(image(i), baseline.CaptureOptions{Name: fmt.Sprintf("img%d", i), Selector: map[string]string{"image": fmt.Sprintf("img%d", i)}})
-		if _, err := st.PutBaseline(ctx, imgs[i]); err != nil {
-			b.Fatal(err)
-		}
-	}
-	// Concurrent writers, as many agent streams are, share bbolt's group
-	// commits.
 	start := time.Now()
-	var naive atomic.Int64
-	var wg sync.WaitGroup
-	jobs := make(chan int)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for h := range jobs {
-				// Host IDs as enrollment makes them: random, so
-				// hosts' records land all over their buckets.
-				id := pki.NewHostID()
-				if err := st.EnrollHost(ctx, tokens[h%images], now, &store.Host{ID: id, EnrolledAt: now}); err != nil {
-					b.Error(err)
-					return
-				}
-				items := hostItems(image(h%images), h%images, h)
-				naive.Add(rowBytes(id, items))
-				if _, err := st.ApplyInventory(ctx, &store.InventoryUpdate{HostID: id, SpoolID: "s", Seq: 1, Full: true,
-					Upserts: items, SetHash: inventory.SetOf(items).Hash(), ReceivedAt: now}); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	for h := range n {
-		jobs <- h
-	}
-	close(jobs)
-	wg.Wait()
-	if b.Failed() {
+	naive, ok := loadFleet(b, st, n)
+	if !ok {
 		return
 	}
 	e := New(st, nil, nil)
@@ -136,7 +88,7 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 		per = append(per, fmt.Sprintf("%s %d", name, sizes[name]/int64(n)))
 	}
 	b.Logf("inventory buckets, bytes per host: %s", strings.Join(per, ", "))
-	naiveBytes := float64(naive.Load())
+	naiveBytes := float64(naive)
 	b.ReportMetric(100*float64(inv)/naiveBytes, "inventory-%")
 	b.ReportMetric(100*float64(fi.Size())/naiveBytes, "file-%")
 	b.Logf("storage: one row per host×item would hold %.1f MiB of keys and bodies alone; inventory buckets %.1f MiB (%.2f%%, %d B/host); drift %.1f MiB; whole file %.1f MiB (%.2f%%)",
@@ -146,7 +98,7 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 	for i := range b.N {
 		var dur time.Duration
 		rechecked := 0
-		for j := range images {
+		for j := range fleetImages {
 			old, err := st.GetBaseline(ctx, fmt.Sprintf("img%d", j), 0)
 			if err != nil {
 				b.Fatal(err)
@@ -176,4 +128,64 @@ func BenchmarkEngineBaselineEdit(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(fullDur.Seconds()/float64(b.N), "full-recheck-s")
+}
+
+// fleetImages is how many images loadFleet builds hosts from.
+const fleetImages = 5
+
+// loadFleet stores the fleet of the storage benchmarks in st: for each of
+// five images a baseline captured from it (img0...) and an enrollment
+// token labelling its hosts image=imgN, then n hosts (host h from image
+// h%5, with hostItems' 50 differences of its own), each enrolled with
+// a host ID as enrollment makes them (random, so hosts' records land all
+// over their tables) and sending a full inventory, from 16 concurrent
+// writers as many agent streams are. It returns the bytes one row per
+// host×item would hold (rowBytes), and false if it failed b.
+func loadFleet(b *testing.B, st store.Store, n int) (naive int64, ok bool) {
+	ctx := context.Background()
+	now := time.Now()
+	tokens := make([][]byte, fleetImages)
+	for i := range fleetImages {
+		_, _, hash := auth.GenerateSecret(auth.PrefixEnrollmentToken)
+		tokens[i] = hash
+		err := st.CreateEnrollmentToken(ctx, &store.EnrollmentToken{ID: fmt.Sprintf("tok%d", i), Hash: hash, UsesAllowed: n,
+			Labels: map[string]string{"image": fmt.Sprintf("img%d", i)}, ExpiresAt: now.Add(time.Hour), CreatedAt: now})
+		if err != nil {
+			b.Fatal(err)
+		}
+		bl := baseline.Capture(image(i), baseline.CaptureOptions{Name: fmt.Sprintf("img%d", i), Selector: map[string]string{"image": fmt.Sprintf("img%d", i)}})
+		if _, err := st.PutBaseline(ctx, bl); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	jobs := make(chan int)
+	for range 16 {
+		wg.Go(func() {
+			for h := range jobs {
+				if b.Failed() {
+					continue // drain jobs, so the sender never blocks
+				}
+				id := pki.NewHostID()
+				if err := st.EnrollHost(ctx, tokens[h%fleetImages], now, &store.Host{ID: id, EnrolledAt: now}); err != nil {
+					b.Error(err)
+					continue
+				}
+				items := hostItems(image(h%fleetImages), h%fleetImages, h)
+				total.Add(rowBytes(id, items))
+				out, err := st.ApplyInventory(ctx, &store.InventoryUpdate{HostID: id, SpoolID: "s", Seq: 1, Full: true,
+					Upserts: items, SetHash: inventory.SetOf(items).Hash(), ReceivedAt: now})
+				if err != nil || out != store.Applied {
+					b.Errorf("host %s: ApplyInventory = %v, %v; want applied", id, out, err)
+				}
+			}
+		})
+	}
+	for h := range n {
+		jobs <- h
+	}
+	close(jobs)
+	wg.Wait()
+	return total.Load(), !b.Failed()
 }

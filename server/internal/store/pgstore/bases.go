@@ -5,10 +5,12 @@ package pgstore
 // A host's item set is a base and an overlay. A base is an item set
 // stored once (inv_bases, inv_base_items) under its ID, the SHA-256 of its
 // rows (see baseID), and counted by the hosts naming it in host_sets. The
-// overlay (host_overlay) holds the entries where the host differs from its
-// base: an item with the host's body, or a tombstone (NULL body hash) for
-// an item of the base the host lacks. Hosts built from one image share one
-// base and keep only their own few differences, so storage grows with the
+// overlay holds the entries where the host differs from its base: an item
+// with the host's body, or a tombstone for an item of the base the host
+// lacks. It is one value in the host's host_sets row, bodies included
+// (see overlay.go), so a base's items reference bodies in the items table
+// and an overlay's do not. Hosts built from one image share one base and
+// keep only their own few differences, so storage grows with the
 // differences rather than with hosts × items.
 //
 // A full inventory picks, among candidate bases, the one leaving the
@@ -34,6 +36,14 @@ package pgstore
 // transaction locks the rows of the bases it takes and drops in base ID
 // order, after the item bodies it inserts (in body hash order), so
 // transactions wait for each other rather than deadlock.
+//
+// A base's items need their bodies in the items table, an overlay's do
+// not: a transaction stores the bodies of a host's items only when it
+// makes a base of them. A candidate base deleted between its choice and
+// its taking would leave the host's own items as the only base to fall
+// back on, with bodies not stored; the transaction is then retried in
+// safe mode, which stores every body of the host's items before it takes
+// a base, so that it can fall back (see errBaseGone).
 
 import (
 	"bytes"
@@ -59,10 +69,13 @@ func overlayLimit(n int) int { return max(128, n/8) }
 // for a full inventory.
 const candidateTop = 8
 
-// setEntry is an item of a set: its ref and body hash.
+// setEntry is an item of a set: its ref and body hash, and its body when
+// the transaction has it: always for the items of an update and of an
+// overlay, never for a base's (whose bodies are in the items table).
 type setEntry struct {
 	ref      inventory.Ref
 	bodyHash []byte
+	body     []byte
 }
 
 // ovEntry is an overlay entry; bodyHash nil is a tombstone.
@@ -226,26 +239,27 @@ func (s *Store) loadBases(ctx context.Context, q pgx.Tx, ids [][]byte) (map[stri
 // hostSet is a host's stored set as its transaction read it.
 type hostSet struct {
 	base    *baseSet // nil for none
-	overlay map[inventory.Ref][]byte
+	overlay map[inventory.Ref]ovEntry
 }
 
-// items returns the host's items: body hash by ref.
-func (h *hostSet) items() map[inventory.Ref][]byte {
+// items returns the host's items by ref, with their bodies when they are
+// in the overlay.
+func (h *hostSet) items() map[inventory.Ref]setEntry {
 	n := len(h.overlay)
 	if h.base != nil {
 		n += len(h.base.entries)
 	}
-	m := make(map[inventory.Ref][]byte, n)
+	m := make(map[inventory.Ref]setEntry, n)
 	if h.base != nil {
 		for _, e := range h.base.entries {
-			m[e.ref] = e.bodyHash
+			m[e.ref] = e
 		}
 	}
-	for r, bh := range h.overlay {
-		if bh == nil {
+	for r, e := range h.overlay {
+		if e.bodyHash == nil {
 			delete(m, r)
 		} else {
-			m[r] = bh
+			m[r] = e
 		}
 	}
 	return m
@@ -258,47 +272,25 @@ func (h *hostSet) baseID() []byte {
 	return h.base.id
 }
 
-// readHostBase reads into *id the host's base ID (nil for none).
-func readHostBase(hostID string, id *[]byte) *lockedRead {
+// readHostSet reads into *out the host's base ID (nil for none) and its
+// decoded overlay.
+func readHostSet(hostID string, out *hostSetRead) *lockedRead {
 	return &lockedRead{
-		sql:  `SELECT hs.base_id FROM host_sets hs JOIN hosts h ON h.hkey = hs.hkey WHERE h.id = $1`,
+		sql:  `SELECT hs.base_id, hs.overlay FROM host_sets hs JOIN hosts h ON h.hkey = hs.hkey WHERE h.id = $1`,
 		args: []any{hostID},
 		scan: func(rows pgx.Rows) error {
-			*id = nil
-			_, err := pgx.ForEachRow(rows, []any{id}, func() error { return nil })
+			*out = hostSetRead{}
+			var overlay []byte
+			_, err := pgx.ForEachRow(rows, []any{&out.baseID, &overlay}, func() error { return nil })
 			if err != nil {
-				return fmt.Errorf("read the host's base: %w", err)
+				return fmt.Errorf("read the host's set: %w", err)
+			}
+			if out.overlay, err = decodeOverlay(overlay); err != nil {
+				return fmt.Errorf("read the host's overlay: %w", err)
 			}
 			return nil
 		},
 	}
-}
-
-// readOverlay reads into *out the host's overlay.
-func readOverlay(hostID string, out *map[inventory.Ref][]byte) *lockedRead {
-	return &lockedRead{
-		sql:  `SELECT o.kind, o.key, o.body_hash FROM host_overlay o JOIN hosts h ON h.hkey = o.hkey WHERE h.id = $1`,
-		args: []any{hostID},
-		scan: func(rows pgx.Rows) error {
-			m := map[inventory.Ref][]byte{}
-			*out = m
-			return scanOverlay(rows, m)
-		},
-	}
-}
-
-func scanOverlay(rows pgx.Rows, m map[inventory.Ref][]byte) error {
-	var r inventory.Ref
-	var key, bodyHash []byte
-	_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash}, func() error {
-		r.Key = string(key)
-		m[r] = bodyHash
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("read the host's overlay: %w", err)
-	}
-	return nil
 }
 
 // candidate is a base a full inventory may take: its ID and item count.
@@ -385,7 +377,12 @@ func ownPlacement(entries []setEntry) placement {
 	if len(entries) == 0 {
 		return placement{}
 	}
-	return placement{base: newBaseSet(baseID(entries), entries), own: true}
+	// A base's entries hold no bodies: the items table has them.
+	es := make([]setEntry, len(entries))
+	for i, e := range entries {
+		es[i] = setEntry{ref: e.ref, bodyHash: e.bodyHash}
+	}
+	return placement{base: newBaseSet(baseID(es), es), own: true}
 }
 
 // choosePlacement returns the base and overlay for a host whose items are
@@ -443,27 +440,24 @@ func abs(x int) int {
 	return x
 }
 
-// sortedEntries returns the entries of m in ref order.
-func sortedEntries(m map[inventory.Ref][]byte) []setEntry {
-	out := make([]setEntry, 0, len(m))
-	for r, bh := range m {
-		out = append(out, setEntry{ref: r, bodyHash: bh})
-	}
-	slices.SortFunc(out, compareEntries)
-	return out
-}
+// errBaseGone rolls back a transaction whose chosen base was deleted
+// before it could take it: ApplyInventory retries it in safe mode.
+var errBaseGone = errors.New("the chosen base was deleted")
 
 // putPlacement replaces the host's stored set old by p, counting base
-// references. The bodies of all p's entries must be stored, or written
-// earlier in the transaction, and w must hold only what is to be written
-// before base rows are locked (item bodies): it is sent first when the
-// base changes. The overlay writes are queued in the returned batch.
-func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, old *hostSet, p placement, entries []setEntry) (*pgx.Batch, error) {
+// references. The bodies in the items table must include those of p's
+// base when it is made of the host's own items (p.own), and in safe mode
+// those of all entries; w must hold only what is to be written before base
+// rows are locked (item bodies): it is sent first when the base changes.
+// Without safe, a chosen base found deleted fails with errBaseGone; in
+// safe mode the host's own entries become its base instead. The write of
+// the host's set is queued in the returned batch.
+func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, old *hostSet, p placement,
+	entries []setEntry, safe bool) (*pgx.Batch, error) {
 	oldID := old.baseID()
 	if bytes.Equal(oldID, p.baseID()) {
 		s.mru.touch(oldID)
-		queueOverlayDiff(w, hkey, old.overlay, p.overlay)
-		return w, nil
+		return w, queueOverlay(w, hkey, oldID, old.overlay, p.overlay)
 	}
 	if w.Len() > 0 {
 		if err := tx.SendBatch(ctx, w).Close(); err != nil {
@@ -471,8 +465,9 @@ func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey 
 		}
 	}
 	w = &pgx.Batch{}
-	// Take the new base and drop the old one in ID order. Taking may fall
-	// back to the host's own items as its base (see takeBase).
+	// Take the new base and drop the old one in ID order. In safe mode,
+	// taking may fall back to the host's own items as its base (see
+	// takeBase).
 	dropped := false
 	for p.base != nil {
 		if oldID != nil && !dropped && bytes.Compare(oldID, p.base.id) < 0 {
@@ -484,8 +479,7 @@ func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey 
 		if !dropped && bytes.Equal(oldID, p.base.id) {
 			// The fallback is the base the host holds.
 			s.mru.touch(oldID)
-			queueOverlayDiff(w, hkey, old.overlay, p.overlay)
-			return w, nil
+			return w, queueOverlay(w, hkey, oldID, old.overlay, p.overlay)
 		}
 		ok, err := takeBase(ctx, tx, p)
 		if err != nil {
@@ -493,6 +487,9 @@ func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey 
 		}
 		if ok {
 			break
+		}
+		if !safe {
+			return nil, errBaseGone
 		}
 		p = ownPlacement(entries)
 	}
@@ -502,32 +499,85 @@ func (s *Store) putPlacement(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey 
 		}
 	}
 	s.mru.touch(p.baseID())
-	if p.base == nil {
+	return w, queueHostSet(w, hkey, p.baseID(), p.overlay)
+}
+
+// queueOverlay queues the write of the host's set on base baseID with the
+// overlay next (sorted) instead of old, if they differ.
+func queueOverlay(w *pgx.Batch, hkey int64, baseID []byte, old map[inventory.Ref]ovEntry, next []ovEntry) error {
+	if sameOverlay(old, next) {
+		return nil
+	}
+	return queueHostSet(w, hkey, baseID, next)
+}
+
+// queueHostSet queues the write of the host's set as base id and overlay
+// (sorted): its host_sets row, deleted when it has neither. The overlay's
+// entries must have their bodies (fillBodies).
+func queueHostSet(w *pgx.Batch, hkey int64, id []byte, overlay []ovEntry) error {
+	if id == nil && len(overlay) == 0 {
 		w.Queue(`DELETE FROM host_sets WHERE hkey = $1`, hkey)
-	} else {
-		w.Queue(`INSERT INTO host_sets (hkey, base_id) VALUES ($1, $2)
-			ON CONFLICT (hkey) DO UPDATE SET base_id = excluded.base_id`, hkey, p.base.id)
+		return nil
 	}
-	if len(old.overlay) > 0 {
-		w.Queue(`DELETE FROM host_overlay WHERE hkey = $1`, hkey)
+	value, err := encodeOverlay(overlay)
+	if err != nil {
+		return err
 	}
-	if len(p.overlay) >= bulkRows {
-		if err := tx.SendBatch(ctx, w).Close(); err != nil {
-			return nil, err
+	w.Queue(`INSERT INTO host_sets (hkey, base_id, overlay) VALUES ($1, $2, $3)
+		ON CONFLICT (hkey) DO UPDATE SET base_id = excluded.base_id, overlay = excluded.overlay`, hkey, id, value)
+	return nil
+}
+
+// sameOverlay reports whether the overlays old and next hold the same
+// entries.
+func sameOverlay(old map[inventory.Ref]ovEntry, next []ovEntry) bool {
+	if len(old) != len(next) {
+		return false
+	}
+	for _, e := range next {
+		o, ok := old[e.ref]
+		if !ok || !bytes.Equal(o.bodyHash, e.bodyHash) || (o.bodyHash == nil) != (e.bodyHash == nil) {
+			return false
 		}
-		w = &pgx.Batch{}
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"host_overlay"}, []string{"hkey", "kind", "key", "body_hash"},
-			pgx.CopyFromSlice(len(p.overlay), func(i int) ([]any, error) {
-				e := p.overlay[i]
-				return []any{hkey, e.ref.Kind, []byte(e.ref.Key), e.bodyHash}, nil
-			}))
-		if err != nil {
-			return nil, fmt.Errorf("copy overlay: %w", err)
-		}
-	} else {
-		queueOverlayUpserts(w, hkey, p.overlay)
 	}
-	return w, nil
+	return true
+}
+
+// fillBodies gives the entries of overlay without a body, which hold an
+// item of a base, its body from the items table. The transaction holds
+// the items lock, and a base's bodies are stored.
+func fillBodies(ctx context.Context, tx pgx.Tx, overlay []ovEntry) error {
+	var hashes [][]byte
+	for _, e := range overlay {
+		if e.bodyHash != nil && e.body == nil {
+			hashes = append(hashes, e.bodyHash)
+		}
+	}
+	if len(hashes) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, `SELECT body_hash, body FROM items WHERE body_hash = ANY($1)`, hashes)
+	if err != nil {
+		return err
+	}
+	bodies := make(map[string][]byte, len(hashes))
+	var h, body []byte
+	_, err = pgx.ForEachRow(rows, []any{&h, &body}, func() error {
+		bodies[string(h)] = body
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read item bodies: %w", err)
+	}
+	for i := range overlay {
+		e := &overlay[i]
+		if e.bodyHash != nil && e.body == nil {
+			if e.body = bodies[string(e.bodyHash)]; e.body == nil {
+				return fmt.Errorf("item %s: body %x is missing from the items table", e.ref, e.bodyHash)
+			}
+		}
+	}
+	return nil
 }
 
 // takeBase takes a reference to p's base, storing it if it is new. It
@@ -585,51 +635,4 @@ func dropBase(ctx context.Context, tx pgx.Tx, id []byte) error {
 		return fmt.Errorf("delete base: %w", err)
 	}
 	return nil
-}
-
-// queueOverlayDiff queues the writes turning the host's overlay old into
-// next (sorted).
-func queueOverlayDiff(w *pgx.Batch, hkey int64, old map[inventory.Ref][]byte, next []ovEntry) {
-	var del []inventory.Ref
-	var up []ovEntry
-	keep := make(map[inventory.Ref]bool, len(next))
-	for _, e := range next {
-		keep[e.ref] = true
-		if bh, ok := old[e.ref]; !ok || !bytes.Equal(bh, e.bodyHash) || (bh == nil) != (e.bodyHash == nil) {
-			up = append(up, e)
-		}
-	}
-	for r := range old {
-		if !keep[r] {
-			del = append(del, r)
-		}
-	}
-	queueOverlayDeletes(w, hkey, del)
-	queueOverlayUpserts(w, hkey, up)
-}
-
-// queueOverlayDeletes deletes the host's overlay entries of refs.
-func queueOverlayDeletes(w *pgx.Batch, hkey int64, refs []inventory.Ref) {
-	if len(refs) == 0 {
-		return
-	}
-	kinds, keys := refColumns(refs)
-	w.Queue(`DELETE FROM host_overlay o USING unnest($2::text[], $3::bytea[]) AS t(kind, key)
-		WHERE o.hkey = $1 AND o.kind = t.kind AND o.key = t.key`, hkey, kinds, keys)
-}
-
-// queueOverlayUpserts writes the host's overlay entries es.
-func queueOverlayUpserts(w *pgx.Batch, hkey int64, es []ovEntry) {
-	if len(es) == 0 {
-		return
-	}
-	kinds := make([]string, len(es))
-	keys := make([][]byte, len(es))
-	hashes := make([][]byte, len(es))
-	for i, e := range es {
-		kinds[i], keys[i], hashes[i] = e.ref.Kind, []byte(e.ref.Key), e.bodyHash
-	}
-	w.Queue(`INSERT INTO host_overlay (hkey, kind, key, body_hash)
-		SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::bytea[])
-		ON CONFLICT (hkey, kind, key) DO UPDATE SET body_hash = excluded.body_hash`, hkey, kinds, keys, hashes)
 }

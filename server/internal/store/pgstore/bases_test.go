@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ func checkBases(t testing.TB, s *Store) {
 		{"bases whose refs are not their hosts", `SELECT count(*) FROM inv_bases b
 			WHERE refs <> (SELECT count(*) FROM host_sets h WHERE h.base_id = b.base_id)`},
 		{"hosts on a missing base", `SELECT count(*) FROM host_sets h
-			WHERE NOT EXISTS (SELECT 1 FROM inv_bases b WHERE b.base_id = h.base_id)`},
+			WHERE h.base_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inv_bases b WHERE b.base_id = h.base_id)`},
 		{"bases whose n is not their item count", `SELECT count(*) FROM inv_bases b
 			WHERE n <> (SELECT count(*) FROM inv_base_items i WHERE i.base_id = b.base_id)`},
 		{"items of missing bases", `SELECT count(*) FROM inv_base_items i
@@ -40,16 +41,9 @@ func checkBases(t testing.TB, s *Store) {
 			SELECT base_id, sha256(string_agg(int4send(octet_length(kind)) || convert_to(kind, 'UTF8') ||
 				int4send(length(key)) || key || body_hash, ''::bytea ORDER BY kind, key)) AS h
 			FROM inv_base_items GROUP BY base_id) x WHERE x.h <> x.base_id`},
-		{"redundant overlay entries", `SELECT count(*) FROM host_overlay o
-			LEFT JOIN host_sets hs ON hs.hkey = o.hkey
-			LEFT JOIN inv_base_items b ON b.base_id = hs.base_id AND b.kind = o.kind AND b.key = o.key
-			WHERE (o.body_hash IS NULL AND b.key IS NULL) OR o.body_hash = b.body_hash`},
-		{"overlays over the limit", `SELECT count(*) FROM streams s
-			WHERE (SELECT count(*) FROM host_overlay o WHERE o.hkey = s.hkey) > greatest(128, s.item_count / 8)`},
-		{"dangling bodies", `SELECT count(*) FROM
-			(SELECT body_hash FROM inv_base_items UNION ALL
-			 SELECT body_hash FROM host_overlay WHERE body_hash IS NOT NULL) x
-			WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.body_hash = x.body_hash)`},
+		{"dangling bodies", `SELECT count(*) FROM inv_base_items b
+			WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.body_hash = b.body_hash)`},
+		{"empty overlays", `SELECT count(*) FROM host_sets WHERE overlay = ''::bytea`},
 	}
 	for _, c := range checks {
 		var n int
@@ -60,6 +54,79 @@ func checkBases(t testing.TB, s *Store) {
 			t.Fatalf("%d %s", n, c.what)
 		}
 	}
+	// Each overlay: minimal (no entry where the host holds what its base
+	// does, tombstones only for the base's items) and within the limit.
+	rows, err := s.pool.Query(ctx, `SELECT h.id, hs.base_id, hs.overlay, st.item_count
+		FROM host_sets hs JOIN hosts h ON h.hkey = hs.hkey JOIN streams st ON st.hkey = hs.hkey`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		host    string
+		base    []byte
+		overlay []byte
+		n       int64
+	}
+	sets, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.host, &x.base, &x.overlay, &x.n)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range sets {
+		ov, err := decodeOverlay(x.overlay)
+		if err != nil {
+			t.Fatalf("host %s: %v", x.host, err)
+		}
+		if len(ov) > overlayLimit(int(x.n)) {
+			t.Fatalf("host %s: %d overlay entries for %d items", x.host, len(ov), x.n)
+		}
+		base := map[inventory.Ref][]byte{}
+		if x.base != nil {
+			rows, err := s.pool.Query(ctx, `SELECT kind, key, body_hash FROM inv_base_items WHERE base_id = $1`, x.base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r inventory.Ref
+			var key, bodyHash []byte
+			if _, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash}, func() error {
+				r.Key = string(key)
+				base[r] = bodyHash
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, e := range ov {
+			bh, inBase := base[e.ref]
+			if (e.bodyHash == nil && !inBase) || (e.bodyHash != nil && bytes.Equal(bh, e.bodyHash)) {
+				t.Fatalf("host %s: redundant overlay entry %s", x.host, e.ref)
+			}
+		}
+	}
+}
+
+// overlayEntries returns the number of entries of all hosts' overlays.
+func overlayEntries(t testing.TB, s *Store) int {
+	t.Helper()
+	rows, err := s.pool.Query(context.Background(), `SELECT overlay FROM host_sets WHERE overlay IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	values, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, v := range values {
+		ov, err := decodeOverlay(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(ov)
+	}
+	return n
 }
 
 // hostBase returns the host's base ID, nil for none.
@@ -74,8 +141,8 @@ func hostBase(t testing.TB, s *Store, host string) []byte {
 	return id
 }
 
-// TestFindItemsIndexes: FindItems reads each prefix's key range through
-// the primary keys of both the base's items and the overlay.
+// TestFindItemsIndexes: FindItems reads each prefix's key range of the
+// base's items through their primary key.
 func TestFindItemsIndexes(t *testing.T) {
 	s := openTest(t)
 	ctx := context.Background()
@@ -107,11 +174,8 @@ func TestFindItemsIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := strings.Join(lines, "\n")
-	for _, want := range []string{"using inv_base_items_pkey", "using host_overlay_pkey"} {
-		i := strings.Index(plan, want)
-		if i < 0 || !strings.Contains(plan[i:], "(key >= p") {
-			t.Fatalf("FindItems plan does not range-scan %s:\n%s", want, plan)
-		}
+	if i := strings.Index(plan, "using inv_base_items_pkey"); i < 0 || !strings.Contains(plan[i:], "(key >= p") {
+		t.Fatalf("FindItems plan does not range-scan inv_base_items_pkey:\n%s", plan)
 	}
 	got, err := s.FindItems(ctx, "h2", []inventory.Ref{{Kind: inventory.KindPackage, Key: "dpkg:lib-benchmark-package-0000"}})
 	if err != nil || len(got) != 10 {
@@ -186,7 +250,6 @@ func checkHost(t testing.TB, s *Store, host string, want modelSet) {
 // bases after each step.
 func TestBasesModel(t *testing.T) {
 	s := openTest(t)
-	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const nHosts, universe, steps = 9, 420, 300
 	// Image i: packages 0-249 at version 1 and 60 of its own.
@@ -272,11 +335,8 @@ func TestBasesModel(t *testing.T) {
 	for _, h := range hosts {
 		checkHost(t, s, h, model[h])
 	}
-	var bases, ov int
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM inv_bases), (SELECT count(*) FROM host_overlay)`).Scan(&bases, &ov); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d fulls (%d empty), %d deltas (%d rebasing): %d bases, %d overlay rows", fulls, empties, deltas, rebases, bases, ov)
+	t.Logf("%d fulls (%d empty), %d deltas (%d rebasing): %d bases, %d overlay entries",
+		fulls, empties, deltas, rebases, countRows(t, s, "inv_bases"), overlayEntries(t, s))
 	if rebases == 0 {
 		t.Fatal("no delta rebased its host")
 	}
@@ -326,11 +386,7 @@ func TestBasesStorage(t *testing.T) {
 	for _, h := range []int{0, 1, 7, nHosts - 1} {
 		checkHost(t, s, ids[h], setOf(sets[h]))
 	}
-	var baseRows, ovRows, bases int
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM inv_base_items), (SELECT count(*) FROM host_overlay),
-		(SELECT count(*) FROM inv_bases)`).Scan(&baseRows, &ovRows, &bases); err != nil {
-		t.Fatal(err)
-	}
+	baseRows, ovRows, bases := countRows(t, s, "inv_base_items"), overlayEntries(t, s), countRows(t, s, "inv_bases")
 	naive := 0
 	for _, items := range sets {
 		naive += len(setOf(items))
@@ -360,18 +416,18 @@ func TestBasesStorage(t *testing.T) {
 	}
 	for _, q := range []string{`CREATE INDEX naive_host_items_body_hash ON naive_host_items (body_hash)`,
 		`VACUUM ANALYZE naive_host_items`, `VACUUM ANALYZE inv_bases`, `VACUUM ANALYZE inv_base_items`,
-		`VACUUM ANALYZE host_sets`, `VACUUM ANALYZE host_overlay`} {
+		`VACUUM ANALYZE host_sets`} {
 		if _, err := s.pool.Exec(ctx, q); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var sizeNew, sizeNaive int64
 	if err := s.pool.QueryRow(ctx, `SELECT pg_total_relation_size('inv_bases') + pg_total_relation_size('inv_base_items') +
-		pg_total_relation_size('host_sets') + pg_total_relation_size('host_overlay'),
+		pg_total_relation_size('host_sets'),
 		pg_total_relation_size('naive_host_items')`).Scan(&sizeNew, &sizeNaive); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d hosts × %d items: %d bases, %d base rows + %d overlay rows = %d rows (%.1f%% of %d); "+
+	t.Logf("%d hosts × %d items: %d bases, %d base rows + %d overlay entries = %d (%.1f%% of %d); "+
 		"%d kB vs %d kB in host_items (%.1f×)",
 		nHosts, nItems, bases, baseRows, ovRows, baseRows+ovRows, 100*float64(baseRows+ovRows)/float64(naive), naive,
 		sizeNew/1024, sizeNaive/1024, float64(sizeNaive)/float64(sizeNew))
@@ -385,27 +441,8 @@ func TestBasesStorage(t *testing.T) {
 func TestMigrateHostItems(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := connectAtVersion(t, dsn, 4)
 	defer conn.Close(ctx)
-	ms, err := loadMigrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (
-		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[:4] {
-		if _, err := conn.Exec(ctx, m.sql); err != nil {
-			t.Fatalf("migration %d: %v", m.version, err)
-		}
-		if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
-			t.Fatal(err)
-		}
-	}
 	x := append(benchItems(t, 150, "1"), hostItems(t, 1)...)
 	y := append(benchItems(t, 150, "2"), hostItems(t, 2)...)
 	sets := map[string][]*commonv1.Item{"h1": x, "h2": x, "h3": y, "h4": nil}
@@ -474,8 +511,8 @@ func TestMigrateHostItems(t *testing.T) {
 		string(got[1].id) != string(want[1].id) || got[1].refs != 2 {
 		t.Fatalf("bases = %x, want %x", got, want)
 	}
-	if n := countRows(t, s, "host_overlay"); n != 0 {
-		t.Fatalf("%d overlay rows after the migration", n)
+	if n := overlayEntries(t, s); n != 0 {
+		t.Fatalf("%d overlay entries after the migration", n)
 	}
 	// The stream states carried over: a delta applies.
 	next := benchPkg(t, "lib-benchmark-package-00003", "9")
@@ -555,5 +592,33 @@ func TestBasesConcurrent(t *testing.T) {
 		}
 	}
 	// Hosts applied at once may each make a base before another's commits.
-	t.Logf("%d bases, %d overlay rows", countRows(t, replicas[0], "inv_bases"), countRows(t, replicas[0], "host_overlay"))
+	t.Logf("%d bases, %d overlay entries", countRows(t, replicas[0], "inv_bases"), overlayEntries(t, replicas[0]))
+}
+
+// connectAtVersion connects to the database at dsn and migrates it to
+// schema version v only, as an older release left it.
+func connectAtVersion(t *testing.T, dsn string, v int) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := loadMigrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE TABLE schema_migrations (
+		version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:v] {
+		if _, err := conn.Exec(ctx, m.sql); err != nil {
+			t.Fatalf("migration %d: %v", m.version, err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
 }

@@ -40,8 +40,8 @@
 // agent cannot make another host's item resolve to a body it chose). Item
 // sets are content-addressed too: a set of (kind, key, body hash) rows is
 // stored once as a base, shared by the hosts that hold it or nearly, and
-// each host keeps its base's ID and an overlay of its own differences
-// (see bases.go).
+// each host keeps its base's ID and an overlay of its own differences,
+// one value holding their bodies too (see bases.go and overlay.go).
 // The stream row keeps the host's inventory.Accumulator, so a delta is
 // checked against the agent's set hash reading only the items it touches;
 // a full inventory is compared with the stored set, and only the

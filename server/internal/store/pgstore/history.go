@@ -90,13 +90,14 @@ func (s *Store) PruneHistory(ctx context.Context, before time.Time) (int, error)
 	return n, nil
 }
 
-// collectItems deletes the item bodies that no base, no host's overlay and
-// no item change reference, and returns how many. It walks the bodies in hash
-// order, gcBatch at a time; each batch is checked and deleted in a
-// transaction holding the exclusive items lock, which waits for the
-// transactions that may be referencing bodies (they hold the lock shared,
-// see lockStream) and keeps new ones waiting until it commits. A body
-// found unreferenced under that lock cannot be about to be referenced.
+// collectItems deletes the item bodies that no base and no item change
+// reference (overlays hold their own bodies), and returns how many. It
+// walks the bodies in hash order, gcBatch at a time; each batch is checked
+// and deleted in a transaction holding the exclusive items lock, which
+// waits for the transactions that may be referencing bodies (they hold the
+// lock shared, see lockStream) and keeps new ones waiting until it
+// commits. A body found unreferenced under that lock cannot be about to
+// be referenced.
 func (s *Store) collectItems(ctx context.Context) (int, error) {
 	total := 0
 	after := []byte{}
@@ -118,7 +119,6 @@ func (s *Store) collectItems(ctx context.Context) (int, error) {
 			tag, err := tx.Exec(ctx, `DELETE FROM items i
 				WHERE i.body_hash = ANY($1)
 				AND NOT EXISTS (SELECT 1 FROM inv_base_items b WHERE b.body_hash = i.body_hash)
-				AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.body_hash = i.body_hash)
 				AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.before_hash = i.body_hash)
 				AND NOT EXISTS (SELECT 1 FROM item_changes c WHERE c.after_hash = i.body_hash)`, batch)
 			n = int(tag.RowsAffected())

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
@@ -77,47 +78,53 @@ func (s *Store) ApplyInventory(ctx context.Context, u *store.InventoryUpdate) (s
 		return 0, fmt.Errorf("apply inventory seq %d for host %s: %w", u.Seq, u.HostID, err)
 	}
 	// What the update is compared with is read with the lock, in its
-	// round trip: the host's base ID and overlay and the candidate bases
-	// for a full inventory, the items it touches for a delta.
+	// round trip: the host's base ID and overlay, and the candidate bases
+	// for a full inventory or the base's items it touches for a delta.
 	var old hostSetRead
 	var cands []candidate
-	var touched map[inventory.Ref]touchedItem
+	var touched map[inventory.Ref]setEntry
 	var reads []*lockedRead
 	refs := touchedRefs(u, pending)
 	switch {
 	case u.Full:
-		reads = []*lockedRead{readHostBase(u.HostID, &old.baseID), readOverlay(u.HostID, &old.overlay),
-			readCandidates(s.mru.list(), &cands)}
+		reads = []*lockedRead{readHostSet(u.HostID, &old), readCandidates(s.mru.list(), &cands)}
 	case len(refs) > 0:
-		reads = []*lockedRead{readHostBase(u.HostID, &old.baseID), readTouched(u.HostID, refs, &touched),
-			readOverlayCount(u.HostID, &old.overlayLen)}
+		reads = []*lockedRead{readHostSet(u.HostID, &old), readTouchedBase(u.HostID, refs, &touched)}
 	}
 	var outcome store.Outcome
-	err = s.inTx(ctx, func(tx pgx.Tx) error {
-		st, err := s.lockStream(ctx, tx, u.HostID, true, reads...)
-		if err != nil {
-			return err
+	for safe := false; ; safe = true {
+		err = s.inTx(ctx, func(tx pgx.Tx) error {
+			st, err := s.lockStream(ctx, tx, u.HostID, true, reads...)
+			if err != nil {
+				return err
+			}
+			newScope, ok := st.consume(u.SpoolID, u.Seq)
+			if !ok {
+				return errDuplicate
+			}
+			w := &pgx.Batch{}
+			switch {
+			case !u.Full && (newScope || st.needsFull):
+				st.needsFull = true
+				outcome = store.NeedsFull
+			case u.Full:
+				outcome, w, err = s.applyFull(ctx, tx, w, &st, u, pending, &old, cands, safe)
+			default:
+				outcome, w, err = s.applyDelta(ctx, tx, w, &st, u, pending, refs, &old, touched, safe)
+			}
+			if err != nil {
+				return err
+			}
+			queueSaveStream(w, &st)
+			return tx.SendBatch(ctx, w).Close()
+		})
+		// A base chosen and deleted before the transaction took it: rare
+		// (its last hosts left it meanwhile), so only then are all the
+		// bodies a fallback may need stored.
+		if !errors.Is(err, errBaseGone) || safe {
+			break
 		}
-		newScope, ok := st.consume(u.SpoolID, u.Seq)
-		if !ok {
-			return errDuplicate
-		}
-		w := &pgx.Batch{}
-		switch {
-		case !u.Full && (newScope || st.needsFull):
-			st.needsFull = true
-			outcome = store.NeedsFull
-		case u.Full:
-			outcome, w, err = s.applyFull(ctx, tx, w, &st, u, pending, &old, cands)
-		default:
-			outcome, w, err = s.applyDelta(ctx, tx, w, &st, u, pending, refs, &old, touched)
-		}
-		if err != nil {
-			return err
-		}
-		queueSaveStream(w, &st)
-		return tx.SendBatch(ctx, w).Close()
-	})
+	}
 	if errors.Is(err, errDuplicate) {
 		return store.Duplicate, nil
 	}
@@ -138,20 +145,15 @@ type change struct {
 }
 
 // hostSetRead is what a transaction read of a host's stored set with the
-// stream lock: its base ID (nil for none), and its overlay (for a full
-// inventory) or the number of overlay entries (for a delta).
+// stream lock: its base ID (nil for none) and its overlay.
 type hostSetRead struct {
-	baseID     []byte
-	overlay    map[inventory.Ref][]byte
-	overlayLen int
+	baseID  []byte
+	overlay []ovEntry
 }
 
-// load returns the host's stored set, with its base's contents.
+// loadHostSet returns the host's stored set, with its base's contents.
 func (s *Store) loadHostSet(ctx context.Context, tx pgx.Tx, r *hostSetRead) (hostSet, error) {
-	hs := hostSet{overlay: r.overlay}
-	if hs.overlay == nil {
-		hs.overlay = map[inventory.Ref][]byte{}
-	}
+	hs := hostSet{overlay: overlayMap(r.overlay)}
 	if r.baseID == nil {
 		return hs, nil
 	}
@@ -171,7 +173,7 @@ func (s *Store) loadHostSet(ctx context.Context, tx pgx.Tx, r *hostSetRead) (hos
 // As in inventory.SetOf, a later item replaces an earlier one with the
 // same ref. It returns the batch to send last.
 func (s *Store) applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate,
-	pending []pendingItem, old *hostSetRead, cands []candidate) (store.Outcome, *pgx.Batch, error) {
+	pending []pendingItem, old *hostSetRead, cands []candidate, safe bool) (store.Outcome, *pgx.Batch, error) {
 	last := make(map[inventory.Ref]int, len(pending))
 	for i, p := range pending {
 		last[p.ref] = i
@@ -194,46 +196,60 @@ func (s *Store) applyFull(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stre
 		return 0, nil, err
 	}
 	stored := hs.items()
+	// A host's first full inventory is the starting point, not a change.
+	record := st.hasItems
 	var written []pendingItem
 	var changes []change
 	entries := make([]setEntry, 0, len(final))
 	for _, p := range final {
-		entries = append(entries, setEntry{ref: p.ref, bodyHash: p.bodyHash})
+		entries = append(entries, setEntry{ref: p.ref, bodyHash: p.bodyHash, body: p.body})
 		old, ok := stored[p.ref]
 		switch {
 		case !ok:
-			written = append(written, p)
 			changes = append(changes, change{ref: p.ref, op: store.ChangeAdded, after: p.bodyHash})
-		case !bytes.Equal(old, p.bodyHash):
 			written = append(written, p)
-			changes = append(changes, change{ref: p.ref, op: store.ChangeChanged, before: old, after: p.bodyHash})
+		case !bytes.Equal(old.bodyHash, p.bodyHash):
+			changes = append(changes, change{ref: p.ref, op: store.ChangeChanged, before: old.bodyHash, after: p.bodyHash})
+			written = append(written, p, historyBody(old))
 		}
 		delete(stored, p.ref)
 	}
 	for r, old := range stored {
-		changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: old})
+		changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: old.bodyHash})
+		written = append(written, historyBody(old))
 	}
-	// Every body of the new set is now stored: those of items the host
-	// held are referenced by its base or overlay until the commit.
-	if err := writeBodies(ctx, tx, w, written); err != nil {
-		return 0, nil, err
+	if !record {
+		written = nil
 	}
 	slices.SortFunc(entries, compareEntries)
 	p, err := s.choosePlacement(ctx, tx, hs.base, cands, entries)
 	if err != nil {
 		return 0, nil, err
 	}
-	if w, err = s.putPlacement(ctx, tx, w, st.hkey, &hs, p, entries); err != nil {
+	if p.own || safe {
+		written = append(written, final...)
+	}
+	if err := writeBodies(ctx, tx, w, written); err != nil {
 		return 0, nil, err
 	}
-	if st.hasItems {
-		// A host's first full inventory is the starting point, not a change.
+	if w, err = s.putPlacement(ctx, tx, w, st.hkey, &hs, p, entries, safe); err != nil {
+		return 0, nil, err
+	}
+	if record {
 		queueChanges(w, st.hkey, u, changes)
 	}
 	st.acc = acc
 	st.needsFull, st.hasItems = false, true
 	st.updatedAt = u.ReceivedAt
 	return store.Applied, w, nil
+}
+
+// historyBody is the body of a stored item e that a recorded change
+// names, to be stored in the items table if it is only in an overlay; a
+// base's item (no body at hand) is there already, and nothing is written
+// for it.
+func historyBody(e setEntry) pendingItem {
+	return pendingItem{ref: e.ref, body: e.body, bodyHash: e.bodyHash}
 }
 
 // touchedItem is the stored state of an item a delta touches: its base's
@@ -245,7 +261,32 @@ type touchedItem struct {
 	ovHash    []byte // nil: a tombstone
 	present   bool
 	bodyHash  []byte
+	body      []byte // nil for an item of the base
 	hash      []byte
+}
+
+// touchedState returns the stored state of the host's item r, from its
+// base's items the delta touches and its overlay.
+func touchedState(r inventory.Ref, base map[inventory.Ref]setEntry, overlay map[inventory.Ref]ovEntry) (touchedItem, error) {
+	b := base[r]
+	o, inOverlay := overlay[r]
+	t := touchedItem{baseHash: b.bodyHash, inOverlay: inOverlay, ovHash: o.bodyHash}
+	e := b
+	if inOverlay {
+		e = o
+	}
+	if e.bodyHash == nil {
+		return t, nil
+	}
+	it, err := decodeBody(r, e.bodyHash, e.body)
+	if err != nil {
+		return t, err
+	}
+	t.present, t.bodyHash, t.hash = true, e.bodyHash, it.GetHash()
+	if inOverlay {
+		t.body = e.body
+	}
+	return t, nil
 }
 
 // touchedRefs returns the refs u's removals and upserts name, once each,
@@ -269,12 +310,22 @@ func touchedRefs(u *store.InventoryUpdate, pending []pendingItem) []inventory.Re
 }
 
 // applyDelta applies removals, then upserts (as inventory.Set.Apply does),
-// if the resulting set hash is u.SetHash. stored is the stored state of
-// refs, the items u touches; nothing else is read unless the overlay grows
-// past overlayLimit and the host is rebased. A mismatch writes nothing but
-// the stream state. It returns the batch to send last.
+// if the resulting set hash is u.SetHash. old is the host's base ID and
+// overlay, base its base's items among refs, the items u touches; nothing
+// else is read unless the overlay grows past overlayLimit and the host is
+// rebased. A mismatch writes nothing but the stream state. It returns the
+// batch to send last.
 func (s *Store) applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *stream, u *store.InventoryUpdate, pending []pendingItem,
-	refs []inventory.Ref, old *hostSetRead, stored map[inventory.Ref]touchedItem) (store.Outcome, *pgx.Batch, error) {
+	refs []inventory.Ref, old *hostSetRead, base map[inventory.Ref]setEntry, safe bool) (store.Outcome, *pgx.Batch, error) {
+	overlay := overlayMap(old.overlay)
+	stored := make(map[inventory.Ref]touchedItem, len(refs))
+	for _, r := range refs {
+		t, err := touchedState(r, base, overlay)
+		if err != nil {
+			return 0, nil, fmt.Errorf("read stored items: %w", err)
+		}
+		stored[r] = t
+	}
 	// cur is the state after the changes so far; a nil entry is removed.
 	cur := make(map[inventory.Ref]*pendingItem, len(refs))
 	present := func(r inventory.Ref) ([]byte, bool) {
@@ -311,56 +362,46 @@ func (s *Store) applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *str
 	}
 	var written []pendingItem
 	var changes []change
-	var ovDel []inventory.Ref
-	var ovUp []ovEntry
-	ovLen := old.overlayLen
 	for _, r := range refs {
 		p, ok := cur[r]
 		if !ok {
 			continue
 		}
 		t := stored[r]
+		before := pendingItem{ref: r, body: t.body, bodyHash: t.bodyHash}
 		switch {
 		case p == nil && t.present:
 			changes = append(changes, change{ref: r, op: store.ChangeRemoved, before: t.bodyHash})
+			written = append(written, before)
 		case p == nil:
 		case !t.present:
 			written = append(written, *p)
 			changes = append(changes, change{ref: r, op: store.ChangeAdded, after: p.bodyHash})
 		case !bytes.Equal(t.bodyHash, p.bodyHash):
-			written = append(written, *p)
+			written = append(written, *p, before)
 			changes = append(changes, change{ref: r, op: store.ChangeChanged, before: t.bodyHash, after: p.bodyHash})
 		}
 		// The overlay entry r needs: none where the host holds what its
 		// base does, else the host's body or a tombstone.
-		var want []byte
+		var want ovEntry
 		if p != nil {
-			want = p.bodyHash
+			want = ovEntry{ref: r, bodyHash: p.bodyHash, body: p.body}
 		}
-		switch {
-		case bytes.Equal(want, t.baseHash) && (want == nil) == (t.baseHash == nil):
-			if t.inOverlay {
-				ovDel = append(ovDel, r)
-				ovLen--
-			}
-		case !t.inOverlay:
-			ovUp = append(ovUp, ovEntry{ref: r, bodyHash: want})
-			ovLen++
-		case !bytes.Equal(t.ovHash, want) || (want == nil) != (t.ovHash == nil):
-			ovUp = append(ovUp, ovEntry{ref: r, bodyHash: want})
+		if bytes.Equal(want.bodyHash, t.baseHash) && (want.bodyHash == nil) == (t.baseHash == nil) {
+			delete(overlay, r)
+		} else {
+			want.ref = r
+			overlay[r] = want
 		}
 	}
-	if err := writeBodies(ctx, tx, w, written); err != nil {
+	var err error
+	if len(overlay) > overlayLimit(int(acc.Count)) {
+		w, err = s.rebase(ctx, tx, w, st.hkey, old, overlay, written, safe)
+	} else if err = writeBodies(ctx, tx, w, written); err == nil {
+		err = queueOverlay(w, st.hkey, old.baseID, overlayMap(old.overlay), sortedOverlay(overlay))
+	}
+	if err != nil {
 		return 0, nil, err
-	}
-	if ovLen > overlayLimit(int(acc.Count)) {
-		var err error
-		if w, err = s.rebase(ctx, tx, w, st.hkey, old.baseID, cur); err != nil {
-			return 0, nil, err
-		}
-	} else {
-		queueOverlayDeletes(w, st.hkey, ovDel)
-		queueOverlayUpserts(w, st.hkey, ovUp)
 	}
 	queueChanges(w, st.hkey, u, changes)
 	st.acc = acc
@@ -369,103 +410,86 @@ func (s *Store) applyDelta(ctx context.Context, tx pgx.Tx, w *pgx.Batch, st *str
 	return store.Applied, w, nil
 }
 
-// rebase places the host, whose base is baseID and whose overlay a delta
-// would grow past the limit, as a full inventory would: on the best
-// candidate base or on its own items. cur is the delta's changes (a nil
-// entry is a removal), whose bodies w writes.
-func (s *Store) rebase(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, baseID []byte, cur map[inventory.Ref]*pendingItem) (*pgx.Batch, error) {
-	r := &hostSetRead{baseID: baseID, overlay: map[inventory.Ref][]byte{}}
-	rows, err := tx.Query(ctx, `SELECT kind, key, body_hash FROM host_overlay WHERE hkey = $1`, hkey)
-	if err != nil {
-		return nil, err
+// sortedOverlay returns the entries of m in ref order.
+func sortedOverlay(m map[inventory.Ref]ovEntry) []ovEntry {
+	out := make([]ovEntry, 0, len(m))
+	for _, e := range m {
+		out = append(out, e)
 	}
-	if err := scanOverlay(rows, r.overlay); err != nil {
-		return nil, err
-	}
+	slices.SortFunc(out, compareEntries)
+	return out
+}
+
+// rebase places the host, whose stored set is old and whose overlay a
+// delta grew past the limit to overlay, as a full inventory would: on the
+// best candidate base or on its own items. written is the bodies the
+// delta stores.
+func (s *Store) rebase(ctx context.Context, tx pgx.Tx, w *pgx.Batch, hkey int64, old *hostSetRead, overlay map[inventory.Ref]ovEntry,
+	written []pendingItem, safe bool) (*pgx.Batch, error) {
 	var cands []candidate
 	cr := readCandidates(s.mru.list(), &cands)
-	rows, err = tx.Query(ctx, cr.sql, cr.args...)
+	rows, err := tx.Query(ctx, cr.sql, cr.args...)
 	if err != nil {
 		return nil, err
 	}
 	if err := cr.scan(rows); err != nil {
 		return nil, err
 	}
-	hs, err := s.loadHostSet(ctx, tx, r)
+	hs, err := s.loadHostSet(ctx, tx, old)
 	if err != nil {
 		return nil, err
 	}
-	items := hs.items()
-	for ref, p := range cur {
-		if p == nil {
-			delete(items, ref)
-		} else {
-			items[ref] = p.bodyHash
-		}
+	after := hostSet{base: hs.base, overlay: overlay}
+	items := after.items()
+	entries := make([]setEntry, 0, len(items))
+	for _, e := range items {
+		entries = append(entries, e)
 	}
-	entries := sortedEntries(items)
+	slices.SortFunc(entries, compareEntries)
 	p, err := s.choosePlacement(ctx, tx, hs.base, cands, entries)
 	if err != nil {
 		return nil, err
 	}
-	return s.putPlacement(ctx, tx, w, hkey, &hs, p, entries)
+	// Entries of the old base that the new one holds otherwise move to
+	// the overlay, with their bodies.
+	if err := fillBodies(ctx, tx, p.overlay); err != nil {
+		return nil, err
+	}
+	if p.own || safe {
+		for _, e := range entries {
+			written = append(written, pendingItem{ref: e.ref, body: e.body, bodyHash: e.bodyHash})
+		}
+	}
+	if err := writeBodies(ctx, tx, w, written); err != nil {
+		return nil, err
+	}
+	return s.putPlacement(ctx, tx, w, hkey, &hs, p, entries, safe)
 }
 
-// readTouched reads into *out the stored state of the host's items named
-// by refs: in its base, its overlay, or both.
-func readTouched(hostID string, refs []inventory.Ref, out *map[inventory.Ref]touchedItem) *lockedRead {
+// readTouchedBase reads into *out the items of the host's base named by
+// refs, with their bodies.
+func readTouchedBase(hostID string, refs []inventory.Ref, out *map[inventory.Ref]setEntry) *lockedRead {
 	kinds, keys := refColumns(refs)
 	return &lockedRead{
-		sql: `WITH h AS (SELECT h.hkey, hs.base_id FROM hosts h LEFT JOIN host_sets hs ON hs.hkey = h.hkey WHERE h.id = $1)
-			SELECT t.kind, t.key, b.body_hash, o.hkey IS NOT NULL, o.body_hash, i.body
+		sql: `WITH h AS (SELECT hs.base_id FROM hosts h JOIN host_sets hs ON hs.hkey = h.hkey WHERE h.id = $1)
+			SELECT t.kind, t.key, b.body_hash, i.body
 			FROM unnest($2::text[], $3::bytea[]) AS t(kind, key)
 			CROSS JOIN h
-			LEFT JOIN inv_base_items b ON b.base_id = h.base_id AND b.kind = t.kind AND b.key = t.key
-			LEFT JOIN host_overlay o ON o.hkey = h.hkey AND o.kind = t.kind AND o.key = t.key
-			LEFT JOIN items i ON i.body_hash = CASE WHEN o.hkey IS NOT NULL THEN o.body_hash ELSE b.body_hash END
-			WHERE b.base_id IS NOT NULL OR o.hkey IS NOT NULL`,
+			JOIN inv_base_items b ON b.base_id = h.base_id AND b.kind = t.kind AND b.key = t.key
+			LEFT JOIN items i ON i.body_hash = b.body_hash`,
 		args: []any{hostID, kinds, keys},
 		scan: func(rows pgx.Rows) error {
-			m := make(map[inventory.Ref]touchedItem, len(refs))
+			m := make(map[inventory.Ref]setEntry, len(refs))
 			*out = m
 			var r inventory.Ref
-			var key, baseHash, ovHash, body []byte
-			var inOverlay bool
-			_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &baseHash, &inOverlay, &ovHash, &body}, func() error {
+			var key, bodyHash, body []byte
+			_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
 				r.Key = string(key)
-				t := touchedItem{baseHash: baseHash, inOverlay: inOverlay, ovHash: ovHash}
-				t.bodyHash = baseHash
-				if inOverlay {
-					t.bodyHash = ovHash
-				}
-				if t.bodyHash != nil {
-					it, err := decodeBody(r, t.bodyHash, body)
-					if err != nil {
-						return err
-					}
-					t.present, t.hash = true, it.GetHash()
-				}
-				m[r] = t
+				m[r] = setEntry{ref: r, bodyHash: bodyHash, body: body}
 				return nil
 			})
 			if err != nil {
 				return fmt.Errorf("read stored items: %w", err)
-			}
-			return nil
-		},
-	}
-}
-
-// readOverlayCount reads into *n the number of the host's overlay entries.
-func readOverlayCount(hostID string, n *int) *lockedRead {
-	return &lockedRead{
-		sql:  `SELECT count(*) FROM host_overlay WHERE hkey = (SELECT hkey FROM hosts WHERE id = $1)`,
-		args: []any{hostID},
-		scan: func(rows pgx.Rows) error {
-			*n = 0
-			_, err := pgx.ForEachRow(rows, []any{n}, func() error { return nil })
-			if err != nil {
-				return fmt.Errorf("count the host's overlay: %w", err)
 			}
 			return nil
 		},
@@ -504,53 +528,77 @@ func (s *Store) listItems(ctx context.Context, hostID, kind string) ([]*commonv1
 	if kind != "" && !knownKind(kind) {
 		return nil, nil
 	}
-	// One statement, so one snapshot of the host's base and overlay. The
-	// base's items the overlay replaces are left out by its primary key.
-	rows, err := s.pool.Query(ctx, `SELECT x.kind, x.key, x.body_hash, i.body FROM (
-			SELECT b.kind, b.key, b.body_hash FROM inv_base_items b
-			WHERE b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1) AND ($2 = '' OR b.kind = $2)
-			AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
-			UNION ALL
-			SELECT o.kind, o.key, o.body_hash FROM host_overlay o
-			WHERE o.hkey = $1 AND ($2 = '' OR o.kind = $2) AND o.body_hash IS NOT NULL
-		) x LEFT JOIN items i ON i.body_hash = x.body_hash
-		ORDER BY x.kind, x.key`, hkey, kind)
+	rows, err := s.pool.Query(ctx, `SELECT b.kind, b.key, b.body_hash, i.body, NULL::bytea
+		FROM host_sets hs JOIN inv_base_items b ON b.base_id = hs.base_id
+		LEFT JOIN items i ON i.body_hash = b.body_hash
+		WHERE hs.hkey = $1 AND ($2 = '' OR b.kind = $2)
+		UNION ALL
+		SELECT NULL, NULL, NULL, NULL, overlay FROM host_sets WHERE hkey = $1 AND overlay IS NOT NULL`, hkey, kind)
 	if err != nil {
 		return nil, err
 	}
-	return scanItems(rows)
+	return mergeItems(rows, func(r inventory.Ref) bool { return kind == "" || r.Kind == kind })
 }
 
-// scanItems decodes rows of (kind, key, body hash, body) ordered by kind
-// and key into items, each ref once: a ref repeated on the next row is
-// skipped (FindItems' ranges are disjoint; that is only a safeguard).
-func scanItems(rows pgx.Rows) ([]*commonv1.Item, error) {
-	var out []*commonv1.Item
-	var r, prev inventory.Ref
-	var key, bodyHash, body []byte
-	_, err := pgx.ForEachRow(rows, []any{&r.Kind, &key, &bodyHash, &body}, func() error {
-		r.Key = string(key)
-		if len(out) > 0 && r == prev {
+// mergeItems reads the host's items from rows of (kind, key, body hash,
+// body, overlay): its base's items, then a row holding only its overlay
+// value, if any, in any order. One statement reads both, so one snapshot.
+// It returns, ordered by kind then key, the base's items the overlay has
+// no entry for and the overlay's items keep admits; the base's rows must
+// be those keep admits. A ref repeated is returned once (FindItems' ranges
+// are disjoint; that is only a safeguard).
+func mergeItems(rows pgx.Rows, keep func(inventory.Ref) bool) ([]*commonv1.Item, error) {
+	var base []setEntry
+	var overlay []ovEntry
+	var kind *string
+	var key, bodyHash, body, value []byte
+	_, err := pgx.ForEachRow(rows, []any{&kind, &key, &bodyHash, &body, &value}, func() error {
+		if kind == nil {
+			var err error
+			overlay, err = decodeOverlay(value)
+			if err != nil {
+				return fmt.Errorf("read the host's overlay: %w", err)
+			}
 			return nil
 		}
-		prev = r
-		it, err := decodeBody(r, bodyHash, body)
-		if err != nil {
-			return err
-		}
-		out = append(out, it)
+		base = append(base, setEntry{ref: inventory.Ref{Kind: *kind, Key: string(key)}, bodyHash: bodyHash, body: body})
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	ov := overlayMap(overlay)
+	all := slices.DeleteFunc(base, func(e setEntry) bool {
+		_, ok := ov[e.ref]
+		return ok
+	})
+	for _, e := range overlay {
+		if e.bodyHash != nil && keep(e.ref) {
+			all = append(all, e)
+		}
+	}
+	slices.SortFunc(all, compareEntries)
+	var out []*commonv1.Item
+	for i, e := range all {
+		if i > 0 && e.ref == all[i-1].ref {
+			continue
+		}
+		it, err := decodeBody(e.ref, e.bodyHash, e.body)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, nil
 }
 
 // FindItems returns the host's items of the given kinds whose keys start
 // with the given prefixes, ordered by kind then key. After dropping
 // prefixes a shorter one covers, one query reads the key range
-// [prefix, keySuccessor(prefix)) of each, in the host's base through the
-// inv_base_items primary key (base_id, kind, key) and in its overlay
-// through the host_overlay primary key (hkey, kind, key), both bounds
-// being index conditions.
+// [prefix, keySuccessor(prefix)) of each in the host's base, through the
+// inv_base_items primary key (base_id, kind, key) with both bounds as
+// index conditions, and the host's overlay, whose entries are filtered
+// here.
 func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []inventory.Ref) ([]*commonv1.Item, error) {
 	out, err := s.findItems(ctx, hostID, prefixes)
 	if err != nil {
@@ -578,24 +626,24 @@ func (s *Store) findItems(ctx context.Context, hostID string, prefixes []invento
 	if err != nil {
 		return nil, err
 	}
-	return scanItems(rows)
+	// A key is in [prefix, keySuccessor(prefix)) if and only if it
+	// starts with prefix.
+	return mergeItems(rows, func(r inventory.Ref) bool {
+		return slices.ContainsFunc(merged, func(p inventory.Ref) bool {
+			return p.Kind == r.Kind && strings.HasPrefix(r.Key, p.Key)
+		})
+	})
 }
 
-// findItemsSQL reads the host $1's items in the key ranges [$3, $4) of
-// the kinds $2.
-const findItemsSQL = `SELECT x.kind, x.key, x.body_hash, i.body FROM (
-		SELECT b.kind, b.key, b.body_hash
-		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
-		JOIN inv_base_items b ON b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1)
-			AND b.kind = p.kind AND b.key >= p.lo AND b.key < p.hi
-		WHERE NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
-		UNION ALL
-		SELECT o.kind, o.key, o.body_hash
-		FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
-		JOIN host_overlay o ON o.hkey = $1 AND o.kind = p.kind AND o.key >= p.lo AND o.key < p.hi
-		WHERE o.body_hash IS NOT NULL
-	) x LEFT JOIN items i ON i.body_hash = x.body_hash
-	ORDER BY x.kind, x.key`
+// findItemsSQL reads the items of the host $1's base in the key ranges
+// [$3, $4) of the kinds $2, and its overlay.
+const findItemsSQL = `SELECT b.kind, b.key, b.body_hash, i.body, NULL::bytea
+	FROM unnest($2::text[], $3::bytea[], $4::bytea[]) AS p(kind, lo, hi)
+	JOIN inv_base_items b ON b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1)
+		AND b.kind = p.kind AND b.key >= p.lo AND b.key < p.hi
+	LEFT JOIN items i ON i.body_hash = b.body_hash
+	UNION ALL
+	SELECT NULL, NULL, NULL, NULL, overlay FROM host_sets WHERE hkey = $1 AND overlay IS NOT NULL`
 
 // keyCeiling is greater than every stored item key, none of which starts
 // with 4097 0xff bytes: inventory.Validate admits keys of at most 4096
@@ -623,28 +671,54 @@ func keySuccessor(prefix []byte) []byte {
 
 // CountItems returns the number of the host's items per kind.
 func (s *Store) CountItems(ctx context.Context, hostID string) (map[string]int, error) {
-	counts := make(map[string]int)
-	hkey, err := hostKey(ctx, s.pool, hostID)
-	if err == nil {
-		var rows pgx.Rows
-		rows, err = s.pool.Query(ctx, `SELECT kind, count(*) FROM (
-				SELECT b.kind FROM inv_base_items b
-				WHERE b.base_id = (SELECT base_id FROM host_sets WHERE hkey = $1)
-				AND NOT EXISTS (SELECT 1 FROM host_overlay o WHERE o.hkey = $1 AND o.kind = b.kind AND o.key = b.key)
-				UNION ALL
-				SELECT o.kind FROM host_overlay o WHERE o.hkey = $1 AND o.body_hash IS NOT NULL
-			) x GROUP BY kind`, hkey)
-		if err == nil {
-			var kind string
-			var n int64
-			_, err = pgx.ForEachRow(rows, []any{&kind, &n}, func() error {
-				counts[kind] = int(n)
-				return nil
-			})
-		}
-	}
+	counts, err := s.countItems(ctx, hostID)
 	if err != nil {
 		return nil, fmt.Errorf("count items of host %s: %w", hostID, err)
+	}
+	return counts, nil
+}
+
+func (s *Store) countItems(ctx context.Context, hostID string) (map[string]int, error) {
+	hkey, err := hostKey(ctx, s.pool, hostID)
+	if err != nil {
+		return nil, err
+	}
+	// The refs of the base's items, and the overlay in the same snapshot:
+	// whether an overlay entry adds an item or replaces one depends on
+	// the base.
+	rows, err := s.pool.Query(ctx, `SELECT b.kind, b.key, NULL::bytea
+		FROM host_sets hs JOIN inv_base_items b ON b.base_id = hs.base_id WHERE hs.hkey = $1
+		UNION ALL
+		SELECT NULL, NULL, overlay FROM host_sets WHERE hkey = $1 AND overlay IS NOT NULL`, hkey)
+	if err != nil {
+		return nil, err
+	}
+	refs := map[inventory.Ref]bool{}
+	var overlay []ovEntry
+	var kind *string
+	var key, value []byte
+	_, err = pgx.ForEachRow(rows, []any{&kind, &key, &value}, func() error {
+		if kind == nil {
+			var err error
+			if overlay, err = decodeOverlay(value); err != nil {
+				return fmt.Errorf("read the host's overlay: %w", err)
+			}
+			return nil
+		}
+		refs[inventory.Ref{Kind: *kind, Key: string(key)}] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range overlay {
+		refs[e.ref] = e.bodyHash != nil
+	}
+	counts := make(map[string]int)
+	for r, present := range refs {
+		if present {
+			counts[r.Kind]++
+		}
 	}
 	return counts, nil
 }

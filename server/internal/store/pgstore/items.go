@@ -27,7 +27,8 @@ func refColumns(refs []inventory.Ref) (kinds []string, keys [][]byte) {
 // of its own: asking which bodies are missing, or a COPY.
 const bulkRows = 64
 
-// writeBodies stores the bodies of items that may be new. For many items
+// writeBodies stores the bodies of items that may be new; those without a
+// body, items of a base, are stored already. For many items
 // it first asks which bodies are missing and sends only those: hosts built
 // from one image mostly hold bodies that are stored already. Bodies are
 // inserted in body hash order, so concurrent transactions inserting the
@@ -45,7 +46,10 @@ func writeBodies(ctx context.Context, tx pgx.Tx, w *pgx.Batch, items []pendingIt
 	if len(items) == 0 {
 		return nil
 	}
-	items = slices.Clone(items)
+	items = slices.DeleteFunc(slices.Clone(items), func(p pendingItem) bool { return p.body == nil })
+	if len(items) == 0 {
+		return nil
+	}
 	slices.SortFunc(items, func(a, b pendingItem) int { return bytes.Compare(a.bodyHash, b.bodyHash) })
 	items = slices.CompactFunc(items, func(a, b pendingItem) bool { return bytes.Equal(a.bodyHash, b.bodyHash) })
 	hashes := make([][]byte, len(items))

@@ -19,7 +19,7 @@ import (
 // SchemaVersion is the newest schema version this build knows: the number
 // of the last file in migrations/. Open and Migrate refuse a database
 // whose schema is newer.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
