@@ -119,9 +119,12 @@ bench:
 # bench-drift: 10,000 simulated hosts from 5 images with ~50 differences
 # each, stored in bbolt. EngineBaselineEdit is the server's path: an edit of
 # each image's baseline re-checks its hosts (target: all five under 2 s,
-# recheck-s) and storage-% compares the bbolt file with one row per
+# recheck-s) and inventory-% compares the inventory buckets with one row per
 # host×item (target: under 5%). DriftRecompute is the whole-host
 # evaluation and write, items in memory; EvaluateHost one host's.
+# PGInventoryStorage is the same fleet's storage in PostgreSQL (skipped
+# without the test server at 127.0.0.1:5432).
 .PHONY: bench-drift
 bench-drift:
 	$(GO) test -run='^$$' -bench='EngineBaselineEdit|DriftRecompute|EvaluateHost' -benchtime=3x -count=1 -timeout=20m ./server/internal/drift/
+	$(GO) test -run='^$$' -bench='PGInventoryStorage' -benchtime=1x -count=1 -timeout=20m ./server/internal/drift/

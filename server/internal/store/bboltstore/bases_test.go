@@ -592,3 +592,47 @@ func wantItems(t *testing.T, s *Store, h string, want []*commonv1.Item) {
 		}
 	}
 }
+
+// TestRestoreV3Backup: a backup taken before inline overlays (schema
+// version 3) is converted while it is restored, and reads back whole.
+func TestRestoreV3Backup(t *testing.T) {
+	dir := t.TempDir()
+	backup := filepath.Join(dir, "backup.db")
+	s := openAt(t, backup)
+	enrollBench(t, s, 3)
+	want := map[string][]*commonv1.Item{}
+	for i := range 3 {
+		h := fmt.Sprintf("host-%05d", i)
+		items := append(imageItems(t, 0, 100), ownPackages(t, i, 4)...)
+		out, err := s.ApplyInventory(context.Background(), &store.InventoryUpdate{HostID: h, SpoolID: "sp", Seq: 1, Full: true,
+			Upserts: items, SetHash: inventory.SetOf(items).Hash(), ReceivedAt: now})
+		if err != nil || out != store.Applied {
+			t.Fatalf("host %s: %v, %v", h, out, err)
+		}
+		if want[h], err = s.ListItems(context.Background(), h, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeV3(t, backup)
+	f, err := os.Open(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	target := filepath.Join(dir, "restored", "qinfra.db")
+	res, err := Restore(context.Background(), f, target, RestoreOptions{})
+	if err != nil {
+		t.Fatalf("Restore of a version 3 backup: %v", err)
+	}
+	if res.Hosts != 3 {
+		t.Fatalf("restored %d hosts, want 3", res.Hosts)
+	}
+	r := openAt(t, target)
+	checkSets(t, r)
+	for h, items := range want {
+		wantItems(t, r, h, items)
+	}
+}
