@@ -61,6 +61,35 @@ const consensusMin = 8
 type ovEntry struct {
 	key  []byte
 	blob []byte
+	// val is the value as the overlay stores it, for an entry of
+	// readOverlay, which leaves blob nil; sealed says it lacks its item
+	// hash (overlay.go).
+	val    []byte
+	sealed bool
+}
+
+// absent reports whether e is a tombstone.
+func (e *ovEntry) absent() bool { return e.blob == nil && e.val == nil }
+
+// item decodes the item an overlay entry holds.
+func (s *sets) ovItem(e *ovEntry) (*commonv1.Item, error) {
+	switch {
+	case e.val == nil:
+		return s.item(entry{key: e.key, blob: e.blob})
+	case !e.sealed:
+		return decodeItem(e.key, e.val)
+	}
+	it, err := decodeItem(e.key, e.val)
+	if err != nil {
+		return nil, err
+	}
+	if it.Hash == nil {
+		// As the whole blob, the hash field first, would decode: a
+		// field 3 in the rest would come later and win.
+		sum := sha256.Sum256(e.val)
+		it.Hash = sum[:]
+	}
+	return it, nil
 }
 
 // hostSet is a host's stored inventory.
@@ -160,6 +189,20 @@ func (s *sets) loadBase(id []byte) ([]indexEntry, error) {
 	return out, nil
 }
 
+// loadHostRead is loadHost for reading items only (walkItems): the
+// overlay's entries are left as readOverlay makes them.
+func (s *sets) loadHostRead(hostID []byte) (hostSet, error) {
+	v := s.overlays.Get(hostID)
+	if v == nil {
+		return hostSet{}, nil
+	}
+	base, ov, err := readOverlay(v)
+	if err != nil {
+		return hostSet{}, fmt.Errorf("host %s: %w", hostID, err)
+	}
+	return s.withBase(hostSet{base: base, overlay: ov})
+}
+
 // loadHost reads a host's stored inventory; the zero hostSet if it has
 // none.
 func (s *sets) loadHost(hostID []byte) (hostSet, error) {
@@ -172,9 +215,14 @@ func (s *sets) loadHost(hostID []byte) (hostSet, error) {
 		return hostSet{}, fmt.Errorf("host %s: %w", hostID, err)
 	}
 	s.addInline(vals)
-	hs := hostSet{base: base, overlay: ov}
-	if base != nil {
-		if hs.index, err = s.loadBase(base); err != nil {
+	return s.withBase(hostSet{base: base, overlay: ov})
+}
+
+// withBase loads the chunk index of hs's base.
+func (s *sets) withBase(hs hostSet) (hostSet, error) {
+	if hs.base != nil {
+		var err error
+		if hs.index, err = s.loadBase(hs.base); err != nil {
 			return hostSet{}, err
 		}
 	}
@@ -211,7 +259,7 @@ func (s *sets) baseValue(idx []indexEntry, key []byte) ([]byte, error) {
 
 // walk calls fn with the host's entries (its base's merged with its
 // overlay) in key order, from the first at or after from, until fn
-// returns false.
+// returns false. hs must be loadHost's: with blob IDs.
 func (s *sets) walk(hs *hostSet, from []byte, fn func(entry) (bool, error)) error {
 	ov := hs.overlay[searchOverlay(hs.overlay, from):]
 	// emit passes the overlay's entries before key (all if key is nil)
@@ -223,7 +271,7 @@ func (s *sets) walk(hs *hostSet, from []byte, fn func(entry) (bool, error)) erro
 			if e.blob == nil {
 				continue
 			}
-			if more, err := fn(entry(e)); err != nil || !more {
+			if more, err := fn(entry{key: e.key, blob: e.blob}); err != nil || !more {
 				return false, err
 			}
 		}
@@ -240,7 +288,7 @@ func (s *sets) walk(hs *hostSet, from []byte, fn func(entry) (bool, error)) erro
 					return err
 				}
 				if len(ov) > 0 && bytes.Equal(ov[0].key, e.key) {
-					e = entry(ov[0])
+					e = entry{key: ov[0].key, blob: ov[0].blob}
 					ov = ov[1:]
 					if e.blob == nil {
 						continue
@@ -265,10 +313,10 @@ func (s *sets) walkItems(hs *hostSet, from []byte, cache *chunkCache[*commonv1.I
 		for len(ov) > 0 && (key == nil || bytes.Compare(ov[0].key, key) < 0) {
 			e := ov[0]
 			ov = ov[1:]
-			if e.blob == nil {
+			if e.absent() {
 				continue
 			}
-			it, err := s.item(entry(e))
+			it, err := s.ovItem(&e)
 			if err != nil {
 				return false, err
 			}
@@ -304,10 +352,10 @@ func (s *sets) walkItems(hs *hostSet, from []byte, cache *chunkCache[*commonv1.I
 				if len(ov) > 0 && bytes.Equal(ov[0].key, buf) {
 					e := ov[0]
 					ov = ov[1:]
-					if e.blob == nil {
+					if e.absent() {
 						continue
 					}
-					if it, err = s.item(entry(e)); err != nil {
+					if it, err = s.ovItem(&e); err != nil {
 						return err
 					}
 				}

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // FuzzDecodeOverlay: a stored overlay read back from a damaged file is
@@ -48,6 +50,26 @@ func FuzzDecodeOverlay(f *testing.F) {
 		for id, v := range vals {
 			if sum := sha256.Sum256(v); string(sum[:]) != id {
 				t.Fatalf("blob %x read under ID %x", sum, id)
+			}
+		}
+		// An item read without blob IDs (loadHostRead) is the one its
+		// blob holds.
+		_, lazy, err := readOverlay(b)
+		if err != nil || len(lazy) != len(ov) {
+			t.Fatalf("readOverlay: %d entries, %v; decodeOverlay %d", len(lazy), err, len(ov))
+		}
+		var ss sets
+		for i := range lazy {
+			if lazy[i].absent() != ov[i].absent() {
+				t.Fatalf("entry %d: tombstone %v read lazily, %v in full", i, lazy[i].absent(), ov[i].absent())
+			}
+			if ov[i].absent() {
+				continue
+			}
+			got, gerr := ss.ovItem(&lazy[i])
+			want, werr := decodeItem(ov[i].key, vals[string(ov[i].blob)])
+			if (gerr == nil) != (werr == nil) || (gerr == nil && !proto.Equal(got, want)) {
+				t.Fatalf("entry %d: read lazily as %v (%v), in full as %v (%v)", i, got, gerr, want, werr)
 			}
 		}
 		v, err := encodeOverlay(base, ov, func(id []byte) ([]byte, error) { return vals[string(id)], nil })

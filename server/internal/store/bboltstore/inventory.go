@@ -523,7 +523,7 @@ func (s *Store) ListItems(ctx context.Context, hostID, kind string) ([]*commonv1
 			prefix = append([]byte(kind), 0)
 		}
 		ss := newSets(tx, s.salt, s.entries)
-		hs, err := ss.loadHost([]byte(hostID))
+		hs, err := ss.loadHostRead([]byte(hostID))
 		if err != nil {
 			return err
 		}
@@ -561,7 +561,7 @@ func (s *Store) FindItems(ctx context.Context, hostID string, prefixes []invento
 			return nil
 		}
 		ss := newSets(tx, s.salt, s.entries)
-		hs, err := ss.loadHost([]byte(hostID))
+		hs, err := ss.loadHostRead([]byte(hostID))
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,8 @@ package bboltstore
 // The stored form of a host's overlay (schema version 4).
 //
 // An overlay is one value in the overlays bucket: a header byte (bit 0: a
-// base ID follows; bit 1: the rest is deflated), the base ID, then the
-// entries, each as a chunk's keys are (the length of the prefix shared
+// base ID follows; bit 1: the rest is deflated, after its inflated length
+// as a uvarint), the base ID, then the entries, each as a chunk's keys are (the length of the prefix shared
 // with the previous key, the rest of the key) followed by its value:
 //
 //	0                  a tombstone
@@ -119,8 +119,9 @@ func encodeOverlay(base []byte, ov []ovEntry, blobOf func(id []byte) ([]byte, er
 		if err := w.Close(); err != nil {
 			return nil, fmt.Errorf("deflate overlay: %w", err)
 		}
-		if buf.Len() < len(body) {
+		if n := binary.PutUvarint(make([]byte, binary.MaxVarintLen64), uint64(len(body))); buf.Len()+n < len(body) {
 			hdr |= ovDeflated
+			out = binary.AppendUvarint(out, uint64(len(body)))
 			body = buf.Bytes()
 		}
 	}
@@ -140,36 +141,74 @@ func derivedHash(blob []byte) ([]byte, bool) {
 }
 
 // decodeOverlay decodes a stored overlay: the host's base ID (nil for
-// none), its entries, and the bytes of the upserts' blobs by ID.
+// none), its entries, each upsert with its blob ID, and the upserts'
+// blobs by ID. This is the form the rest of the package works with.
 func decodeOverlay(v []byte) (base []byte, ov []ovEntry, vals map[string][]byte, err error) {
+	base, ov, err = readOverlay(v)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	vals = make(map[string][]byte, len(ov))
+	for i := range ov {
+		e := &ov[i]
+		if e.val == nil {
+			continue
+		}
+		blob := e.val
+		if e.sealed {
+			blob = sealedBlob(e.val)
+		}
+		id := sha256.Sum256(blob)
+		e.blob, e.val, e.sealed = id[:], nil, false
+		vals[string(e.blob)] = blob
+	}
+	return base, ov, vals, nil
+}
+
+// sealedBlob returns the blob whose item hash field, left out of the
+// overlay, is the SHA-256 of rest.
+func sealedBlob(rest []byte) []byte {
+	sum := sha256.Sum256(rest)
+	blob := make([]byte, 0, len(hashField)+sha256.Size+len(rest))
+	return append(append(append(blob, hashField...), sum[:]...), rest...)
+}
+
+// readOverlay decodes a stored overlay without computing blob IDs: each
+// upsert holds its value as stored (val, sealed), which is all a read of
+// a few items needs; decodeOverlay completes the entries.
+func readOverlay(v []byte) (base []byte, ov []ovEntry, err error) {
 	if len(v) == 0 || v[0]&^(ovHasBase|ovDeflated) != 0 {
-		return nil, nil, nil, corruptf("overlay: bad header")
+		return nil, nil, corruptf("overlay: bad header")
 	}
 	hdr, b := v[0], v[1:]
 	if hdr&ovHasBase != 0 {
 		if len(b) < sha256.Size {
-			return nil, nil, nil, corruptf("overlay: truncated base ID")
+			return nil, nil, corruptf("overlay: truncated base ID")
 		}
 		base = bytes.Clone(b[:sha256.Size])
 		b = b[sha256.Size:]
 	}
 	if hdr&ovDeflated != 0 {
 		if b, err = inflate(b); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 	} else {
 		b = bytes.Clone(b) // entries keep sub-slices; v is only valid in its transaction
 	}
-	vals = map[string][]byte{}
+	// Keys share one buffer: one allocation rather than one per entry.
+	keys := make([]byte, 0, len(b))
 	var prev []byte
 	for len(b) > 0 {
-		key, rest, err := readKey(b, prev, 1)
+		start := len(keys)
+		var rest []byte
+		keys, rest, err = appendReadKey(keys, b, prev, 1)
 		if err != nil {
-			return nil, nil, nil, corruptf("overlay entry %d: %v", len(ov), err)
+			return nil, nil, corruptf("overlay entry %d: %v", len(ov), err)
 		}
+		key := keys[start:len(keys):len(keys)]
 		b = rest
 		if len(ov) > 0 && bytes.Compare(ov[len(ov)-1].key, key) >= 0 {
-			return nil, nil, nil, corruptf("overlay entry %d: out of order", len(ov))
+			return nil, nil, corruptf("overlay entry %d: out of order", len(ov))
 		}
 		e := ovEntry{key: key}
 		tag := b[0]
@@ -179,34 +218,34 @@ func decodeOverlay(v []byte) (base []byte, ov []ovEntry, vals map[string][]byte,
 		case ovBlob, ovBody:
 			l, n := binary.Uvarint(b)
 			if n <= 0 || l > uint64(len(b)-n) {
-				return nil, nil, nil, corruptf("overlay entry %d: bad value length", len(ov))
+				return nil, nil, corruptf("overlay entry %d: bad value length", len(ov))
 			}
-			blob := b[n : n+int(l) : n+int(l)]
+			e.val = b[n : n+int(l) : n+int(l)]
+			e.sealed = tag == ovBody
 			b = b[n+int(l):]
-			if tag == ovBody {
-				sum := sha256.Sum256(blob)
-				full := make([]byte, 0, len(hashField)+sha256.Size+len(blob))
-				blob = append(append(append(full, hashField...), sum[:]...), blob...)
-			} else if _, ok := derivedHash(blob); ok {
+			if _, ok := derivedHash(e.val); ok && tag == ovBlob {
 				// encodeOverlay writes such a blob in the second form:
 				// this one is not what it stored.
-				return nil, nil, nil, corruptf("overlay entry %d: blob in the wrong form", len(ov))
+				return nil, nil, corruptf("overlay entry %d: blob in the wrong form", len(ov))
 			}
-			id := sha256.Sum256(blob)
-			e.blob = id[:]
-			vals[string(e.blob)] = blob
 		default:
-			return nil, nil, nil, corruptf("overlay entry %d: bad value", len(ov))
+			return nil, nil, corruptf("overlay entry %d: bad value", len(ov))
 		}
 		ov = append(ov, e)
 		prev = key
 	}
-	return base, ov, vals, nil
+	return base, ov, nil
 }
 
-// inflate returns the inflated body of a deflated overlay.
+// inflate returns the inflated body of a deflated overlay: its length,
+// then the DEFLATE stream.
 func inflate(b []byte) ([]byte, error) {
-	src := bytes.NewReader(b)
+	size, n := binary.Uvarint(b)
+	// DEFLATE expands at most about 1,032 times.
+	if n <= 0 || size > ovMaxInflated || size > 1100*uint64(len(b)-n) {
+		return nil, corruptf("inflate overlay: bad length")
+	}
+	src := bytes.NewReader(b[n:])
 	var r io.ReadCloser
 	if p := inflaters.Get(); p != nil {
 		r = p.(io.ReadCloser)
@@ -217,14 +256,15 @@ func inflate(b []byte) ([]byte, error) {
 		r = flate.NewReaderDict(src, ovDict)
 	}
 	defer inflaters.Put(r)
-	var out bytes.Buffer
-	out.Grow(4 * len(b))
-	n, err := out.ReadFrom(io.LimitReader(r, ovMaxInflated+1))
-	if err != nil {
+	// The length is checked as the stream is read: a damaged one costs
+	// at most the allocation it claims, which the checks above bound.
+	out := make([]byte, size)
+	if _, err := io.ReadFull(r, out); err != nil {
 		return nil, corruptf("inflate overlay: %v", err)
 	}
-	if n > ovMaxInflated {
-		return nil, corruptf("inflate overlay: longer than %d bytes", ovMaxInflated)
+	var one [1]byte
+	if k, err := r.Read(one[:]); k != 0 || err != io.EOF {
+		return nil, corruptf("inflate overlay: longer than its length %d", size)
 	}
-	return out.Bytes(), nil
+	return out, nil
 }

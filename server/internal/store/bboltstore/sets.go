@@ -173,6 +173,11 @@ func appendKey(b, prev, key []byte) []byte {
 // and returns the bytes after it, of which there must be at least
 // minAfter.
 func readKey(b, prev []byte, minAfter int) (key, after []byte, err error) {
+	return appendReadKey(nil, b, prev, minAfter)
+}
+
+// appendReadKey is readKey appending the key to dst.
+func appendReadKey(dst, b, prev []byte, minAfter int) (key, after []byte, err error) {
 	shared, n := binary.Uvarint(b)
 	if n <= 0 || shared > uint64(len(prev)) {
 		return nil, nil, errors.New("bad shared prefix length")
@@ -183,9 +188,11 @@ func readKey(b, prev []byte, minAfter int) (key, after []byte, err error) {
 		return nil, nil, errors.New("bad key length")
 	}
 	b = b[n:]
-	key = make([]byte, 0, int(shared)+int(rest))
-	key = append(append(key, prev[:shared]...), b[:rest]...)
-	return key, b[rest:], nil
+	if dst == nil {
+		dst = make([]byte, 0, int(shared)+int(rest))
+	}
+	dst = append(append(dst, prev[:shared]...), b[:rest]...)
+	return dst, b[rest:], nil
 }
 
 // decodeChunk decodes a chunk into fresh slices.
