@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -179,17 +178,19 @@ func getDrift(b *bolt.Bucket, n uint64) (*store.Drift, error) {
 	if v == nil {
 		return nil, fmt.Errorf("drift %s: %w", driftID(n), store.ErrNotFound)
 	}
-	d := new(store.Drift)
-	if err := json.Unmarshal(v, d); err != nil {
+	d, err := decodeDrift(n, v)
+	if err != nil {
 		return nil, fmt.Errorf("decode drift %s: %w", driftID(n), err)
 	}
 	return d, nil
 }
 
+// putDrift writes drift n in the binary form (driftcodec.go), whatever
+// form it was read from.
 func putDrift(b *bolt.Bucket, n uint64, d *store.Drift) error {
-	v, err := json.Marshal(d)
+	v, err := encodeDrift(n, d)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode drift %s: %w", driftID(n), err)
 	}
 	return b.Put(u64(n), v)
 }
@@ -574,8 +575,8 @@ func indexDrift(db *bolt.DB, logger *slog.Logger) (err error) {
 					continue
 				}
 				n := binary.BigEndian.Uint64(k)
-				d := new(store.Drift)
-				if err := json.Unmarshal(v, d); err != nil {
+				d, err := decodeDrift(n, v)
+				if err != nil {
 					return fmt.Errorf("decode drift %s: %w", driftID(n), err)
 				}
 				if !d.Open() {
