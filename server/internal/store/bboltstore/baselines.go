@@ -19,7 +19,7 @@ import (
 // missing bucket as empty.
 //
 //	baselines      name → bucket: version, uint64 big-endian → JSON baseline
-//	drift          drift number, uint64 big-endian → store.Drift, binary (driftcodec.go) or, as older builds wrote it, JSON
+//	drift          drift number, uint64 big-endian → store.Drift, binary (store.EncodeDrift, store/driftcodec.go) or, as older builds wrote it, JSON
 //	drift_open     host ID → bucket: deviation identity → drift number + fingerprint + type + severity (openEntry)
 //	drift_by_host  host ID → bucket: drift number → nothing (open and resolved)
 //	drift_accepted drift number → acceptance's Until, time key (drift with an acceptance)

@@ -178,17 +178,23 @@ func getDrift(b *bolt.Bucket, n uint64) (*store.Drift, error) {
 	if v == nil {
 		return nil, fmt.Errorf("drift %s: %w", driftID(n), store.ErrNotFound)
 	}
-	d, err := decodeDrift(n, v)
+	return decodeDrift(n, v)
+}
+
+// decodeDrift decodes the value of drift n (store.DecodeDrift). A damaged
+// value is an error wrapping ErrCorrupt (and store.ErrCorruptDrift).
+func decodeDrift(n uint64, v []byte) (*store.Drift, error) {
+	d, err := store.DecodeDrift(v, driftID(n))
 	if err != nil {
-		return nil, fmt.Errorf("decode drift %s: %w", driftID(n), err)
+		return nil, fmt.Errorf("decode drift %s: %w: %w", driftID(n), ErrCorrupt, err)
 	}
 	return d, nil
 }
 
-// putDrift writes drift n in the binary form (driftcodec.go), whatever
-// form it was read from.
+// putDrift writes drift n in the binary form (store.EncodeDrift, the ID
+// left out when the key gives it), whatever form it was read from.
 func putDrift(b *bolt.Bucket, n uint64, d *store.Drift) error {
-	v, err := encodeDrift(n, d)
+	v, err := store.EncodeDrift(d, driftID(n))
 	if err != nil {
 		return fmt.Errorf("encode drift %s: %w", driftID(n), err)
 	}
@@ -577,7 +583,7 @@ func indexDrift(db *bolt.DB, logger *slog.Logger) (err error) {
 				n := binary.BigEndian.Uint64(k)
 				d, err := decodeDrift(n, v)
 				if err != nil {
-					return fmt.Errorf("decode drift %s: %w", driftID(n), err)
+					return err
 				}
 				if !d.Open() {
 					if err := b.resolved.Put(resolvedKey(d.ResolvedAt, n), []byte(d.HostID)); err != nil {

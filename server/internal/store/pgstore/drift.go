@@ -3,7 +3,6 @@ package pgstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -128,9 +127,29 @@ func hostDriftChanged(open map[string]openDrift, h *store.HostDeviations) bool {
 	return false
 }
 
-func scanDoc(doc []byte) (*store.Drift, error) {
-	d := new(store.Drift)
-	return d, json.Unmarshal(doc, d)
+// A drift row's doc is the drift as store.EncodeDrift writes it, the ID
+// left out as the row's id gives it, or, as builds before it wrote it, the
+// store.Drift's JSON; both are read (store.DecodeDrift), and a row is
+// rewritten in the binary form whenever it is next written. No query looks
+// inside doc: everything a query filters, sorts or counts by is a column.
+
+// scanDoc decodes the doc of drift row n. A damaged doc is an error
+// wrapping store.ErrCorruptDrift.
+func scanDoc(n int64, doc []byte) (*store.Drift, error) {
+	d, err := store.DecodeDrift(doc, driftID(n))
+	if err != nil {
+		return nil, fmt.Errorf("drift %s: %w", driftID(n), err)
+	}
+	return d, nil
+}
+
+// encodeDoc returns the doc of drift row n holding d.
+func encodeDoc(n int64, d *store.Drift) ([]byte, error) {
+	doc, err := store.EncodeDrift(d, driftID(n))
+	if err != nil {
+		return nil, fmt.Errorf("drift %s: %w", driftID(n), err)
+	}
+	return doc, nil
 }
 
 // replaceHostDrift replaces the host's open drift within h.Scope by
@@ -139,11 +158,12 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('qinfra.drift:' || $1))`, h.HostID); err != nil {
 		return nil, err
 	}
-	rows, err := tx.Query(ctx, `SELECT identity, fingerprint, doc FROM drift WHERE host_id = $1 AND resolved_at IS NULL ORDER BY id`, h.HostID)
+	rows, err := tx.Query(ctx, `SELECT identity, fingerprint, id, doc FROM drift WHERE host_id = $1 AND resolved_at IS NULL ORDER BY id`, h.HostID)
 	if err != nil {
 		return nil, err
 	}
 	type cur struct {
+		n  int64
 		fp []byte
 		d  *store.Drift
 	}
@@ -151,24 +171,25 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 	var order []string
 	for rows.Next() {
 		var ident, fp, doc []byte
-		if err := rows.Scan(&ident, &fp, &doc); err != nil {
+		var n int64
+		if err := rows.Scan(&ident, &fp, &n, &doc); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		d, err := scanDoc(doc)
+		d, err := scanDoc(n, doc)
 		if err != nil {
 			rows.Close()
 			return nil, err
 		}
-		open[string(ident)] = cur{fp, d}
+		open[string(ident)] = cur{n, fp, d}
 		order = append(order, string(ident))
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	write := func(d *store.Drift, fp []byte) error {
-		doc, err := json.Marshal(d)
+	write := func(n int64, d *store.Drift, fp []byte) error {
+		doc, err := encodeDoc(n, d)
 		if err != nil {
 			return err
 		}
@@ -176,7 +197,6 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 		if d.Acceptance != nil {
 			until = d.Acceptance.Until
 		}
-		n, _ := driftNum(d.ID)
 		_, err = tx.Exec(ctx, `UPDATE drift SET fingerprint = $2, baseline = $3, drift_type = $4, severity = $5,
 			resolved_at = $6, accepted_until = $7, doc = $8 WHERE id = $1`,
 			n, fp, d.Baseline, d.Type, d.Severity, ts(d.ResolvedAt), until, doc)
@@ -205,7 +225,7 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 				d.Acceptance = nil
 			}
 			d.Deviation, d.UpdatedAt = *dev, now
-			if err := write(d, fp); err != nil {
+			if err := write(c.n, d, fp); err != nil {
 				return nil, err
 			}
 			events = append(events, store.DriftEvent{Op: store.DriftUpdated, Drift: d})
@@ -216,7 +236,7 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 			return nil, err
 		}
 		d := &store.Drift{ID: driftID(n), HostID: h.HostID, Deviation: *dev, OpenedAt: now, UpdatedAt: now}
-		doc, err := json.Marshal(d)
+		doc, err := encodeDoc(n, d)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +252,7 @@ func replaceHostDrift(ctx context.Context, tx pgx.Tx, now time.Time, h *store.Ho
 		}
 		c := open[ident]
 		c.d.ResolvedAt, c.d.UpdatedAt, c.d.Acceptance = now, now, nil
-		if err := write(c.d, c.fp); err != nil {
+		if err := write(c.n, c.d, c.fp); err != nil {
 			return nil, err
 		}
 		events = append(events, store.DriftEvent{Op: store.DriftResolved, Drift: c.d})
@@ -254,7 +274,11 @@ func (s *Store) GetDrift(ctx context.Context, id string) (*store.Drift, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get drift %s: %w", id, err)
 	}
-	return scanDoc(doc)
+	d, err := scanDoc(n, doc)
+	if err != nil {
+		return nil, fmt.Errorf("get drift: %w", err)
+	}
+	return d, nil
 }
 
 // ListDrift implements store.DriftStore.
@@ -262,7 +286,7 @@ func (s *Store) ListDrift(ctx context.Context, f store.DriftFilter) ([]*store.Dr
 	if err := checkText("host ID", f.HostID, "baseline", f.Baseline, "type", f.Type, "severity", f.Severity); err != nil {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT doc FROM drift
+	rows, err := s.pool.Query(ctx, `SELECT id, doc FROM drift
 		WHERE ($1 = '' OR host_id = $1) AND ($2 = '' OR baseline = $2) AND ($3 = '' OR drift_type = $3)
 		  AND ($4 = '' OR severity = $4) AND ($5 OR resolved_at IS NULL)
 		ORDER BY host_id, opened_at, id`, f.HostID, f.Baseline, f.Type, f.Severity, f.All)
@@ -270,11 +294,12 @@ func (s *Store) ListDrift(ctx context.Context, f store.DriftFilter) ([]*store.Dr
 		return nil, fmt.Errorf("list drift: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Drift, error) {
+		var n int64
 		var doc []byte
-		if err := row.Scan(&doc); err != nil {
+		if err := row.Scan(&n, &doc); err != nil {
 			return nil, err
 		}
-		return scanDoc(doc)
+		return scanDoc(n, doc)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list drift: %w", err)
@@ -327,14 +352,14 @@ func (s *Store) AcceptDrift(ctx context.Context, id string, a store.Acceptance) 
 		if err != nil {
 			return err
 		}
-		if d, err = scanDoc(doc); err != nil {
+		if d, err = scanDoc(n, doc); err != nil {
 			return err
 		}
 		if !d.Open() {
 			return fmt.Errorf("drift %s is resolved: %w", id, store.ErrInvalid)
 		}
 		d.Acceptance = &a
-		if doc, err = json.Marshal(d); err != nil {
+		if doc, err = encodeDoc(n, d); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE drift SET accepted_until = $2, doc = $3 WHERE id = $1`, n, a.Until, doc)
@@ -351,28 +376,34 @@ func (s *Store) ExpireDriftAcceptances(ctx context.Context, now time.Time) ([]*s
 	var out []*store.Drift
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		out = out[:0]
-		rows, err := tx.Query(ctx, `SELECT doc FROM drift WHERE accepted_until <= $1 ORDER BY id FOR UPDATE`, now)
+		rows, err := tx.Query(ctx, `SELECT id, doc FROM drift WHERE accepted_until <= $1 ORDER BY id FOR UPDATE`, now)
 		if err != nil {
 			return err
 		}
-		ds, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*store.Drift, error) {
+		type row struct {
+			n int64
+			d *store.Drift
+		}
+		rs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var n int64
 			var doc []byte
-			if err := row.Scan(&doc); err != nil {
-				return nil, err
+			if err := r.Scan(&n, &doc); err != nil {
+				return row{}, err
 			}
-			return scanDoc(doc)
+			d, err := scanDoc(n, doc)
+			return row{n, d}, err
 		})
 		if err != nil {
 			return err
 		}
-		for _, d := range ds {
+		for _, r := range rs {
+			d := r.d
 			d.Acceptance = nil
-			doc, err := json.Marshal(d)
+			doc, err := encodeDoc(r.n, d)
 			if err != nil {
 				return err
 			}
-			n, _ := driftNum(d.ID)
-			if _, err := tx.Exec(ctx, `UPDATE drift SET accepted_until = NULL, doc = $2 WHERE id = $1`, n, doc); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE drift SET accepted_until = NULL, doc = $2 WHERE id = $1`, r.n, doc); err != nil {
 				return err
 			}
 			out = append(out, d)

@@ -1,4 +1,4 @@
-package bboltstore
+package store
 
 import (
 	"encoding/json"
@@ -8,16 +8,15 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
-// A drift value in the drift bucket is either a JSON document, as builds
-// before driftCodecV1 wrote them (it starts with '{'), or driftCodecV1
-// followed by the drift as protobuf wire format fields (protowire): every
-// field of store.Drift, its embedded baseline.Deviation flattened into it,
-// under the numbers below. Both kinds coexist: a drift is written in the
-// binary form whenever it is next written, and JSON ones are read as ever.
+// A stored drift (a value of bboltstore's drift bucket, the doc column of
+// pgstore's drift table) is either a JSON document, as builds before
+// DriftCodecV1 wrote them (it starts with '{'), or DriftCodecV1 followed
+// by the drift as protobuf wire format fields (protowire): every field of
+// Drift, its embedded baseline.Deviation flattened into it, under the
+// numbers below. Both kinds coexist: a drift is written in the binary form
+// whenever it is next written, and JSON ones are read as ever.
 //
 // Fields at their zero value are left out, but for the ID (below) and the
 // acceptance, which is a nested message present exactly when
@@ -28,13 +27,14 @@ import (
 // nanoseconds (varint); it reads back in UTC. The zero time is left out
 // and reads back as time.Time{}, as JSON's "0001-01-01T00:00:00Z" did.
 //
-// The ID is left out when it is the one the drift's key gives (driftID),
-// as this store always makes it, and read back from the key.
+// The ID is left out when it is the one the drift's storage key implies
+// (the keyID given to EncodeDrift and DecodeDrift: "d-<n>" for drift
+// number n, as both backends make IDs), and read back from the key.
 //
 // Fields a decoder does not know are skipped, so new fields can be added
 // under new numbers; a number is never reused. A known field of the wrong
 // wire type is corruption.
-const driftCodecV1 = 0x01
+const DriftCodecV1 = 0x01
 
 // Field numbers of a drift.
 const (
@@ -70,8 +70,9 @@ var (
 	maxNanoTime = time.Unix(0, math.MaxInt64)
 )
 
-// encodeDrift returns the driftCodecV1 value of drift n.
-func encodeDrift(n uint64, d *store.Drift) ([]byte, error) {
+// EncodeDrift returns the DriftCodecV1 encoding of d, stored under a key
+// that implies the ID keyID.
+func EncodeDrift(d *Drift, keyID string) ([]byte, error) {
 	dv := &d.Deviation
 	size := 1 + 12*3 + len(d.HostID) + len(dv.Baseline) + len(dv.Type) + len(dv.Severity) + len(dv.Action) +
 		len(dv.Kind) + len(dv.Key) + len(dv.Rule) + len(dv.Expected) + len(dv.Actual) + 12*2
@@ -79,8 +80,8 @@ func encodeDrift(n uint64, d *store.Drift) ([]byte, error) {
 		size += 2 + 2 + 12*2 + len(d.Acceptance.Justification) + len(d.Acceptance.By) + 10
 	}
 	b := make([]byte, 1, size)
-	b[0] = driftCodecV1
-	if d.ID != driftID(n) {
+	b[0] = DriftCodecV1
+	if d.ID != keyID {
 		b = protowire.AppendTag(b, dfID, protowire.BytesType)
 		b = protowire.AppendString(b, d.ID)
 	}
@@ -150,35 +151,33 @@ func appendTime(b []byte, num protowire.Number, t time.Time) ([]byte, error) {
 	return protowire.AppendVarint(b, uint64(nsec)), nil
 }
 
-// errDriftValue is the cause of a damaged driftCodecV1 value.
-var errDriftValue = errors.New("damaged drift value")
+// ErrCorruptDrift is wrapped by DecodeDrift's errors: the stored drift is
+// damaged or of an unknown encoding. A backend wraps its own corruption
+// error around it where it has one.
+var ErrCorruptDrift = errors.New("damaged drift value")
 
-// decodeDrift decodes the value of drift n: a driftCodecV1 value or a JSON
-// document. A value that is neither, or damaged, is an error wrapping
-// ErrCorrupt.
-func decodeDrift(n uint64, v []byte) (*store.Drift, error) {
+// DecodeDrift decodes a stored drift, a DriftCodecV1 encoding or a JSON
+// document, stored under a key that implies the ID keyID. A value that is
+// neither, or damaged, is an error wrapping ErrCorruptDrift.
+func DecodeDrift(v []byte, keyID string) (*Drift, error) {
 	if len(v) == 0 {
-		return nil, fmt.Errorf("%w: empty drift value", ErrCorrupt)
+		return nil, fmt.Errorf("%w: empty", ErrCorruptDrift)
 	}
 	switch v[0] {
 	case '{':
-		d := new(store.Drift)
+		d := new(Drift)
 		if err := json.Unmarshal(v, d); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: %w", ErrCorruptDrift, err)
 		}
 		return d, nil
-	case driftCodecV1:
-		d, err := decodeDriftV1(n, v[1:])
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
-		}
-		return d, nil
+	case DriftCodecV1:
+		return decodeDriftV1(v[1:], keyID)
 	}
-	return nil, fmt.Errorf("%w: drift value of unknown encoding %#02x", ErrCorrupt, v[0])
+	return nil, fmt.Errorf("%w: unknown encoding %#02x", ErrCorruptDrift, v[0])
 }
 
-func decodeDriftV1(n uint64, b []byte) (*store.Drift, error) {
-	d := &store.Drift{ID: driftID(n)}
+func decodeDriftV1(b []byte, keyID string) (*Drift, error) {
+	d := &Drift{ID: keyID}
 	dv := &d.Deviation
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		var s *string
@@ -230,7 +229,7 @@ func decodeDriftV1(n uint64, b []byte) (*store.Drift, error) {
 			}
 			v := protowire.DecodeZigZag(x)
 			if int64(int(v)) != v {
-				return 0, fmt.Errorf("%w: baseline version %d out of range", errDriftValue, v)
+				return 0, fmt.Errorf("%w: baseline version %d out of range", ErrCorruptDrift, v)
 			}
 			dv.BaselineVersion = int(v)
 			return m, nil
@@ -257,8 +256,8 @@ func decodeDriftV1(n uint64, b []byte) (*store.Drift, error) {
 	return d, nil
 }
 
-func decodeAcceptance(b []byte) (*store.Acceptance, error) {
-	a := new(store.Acceptance)
+func decodeAcceptance(b []byte) (*Acceptance, error) {
+	a := new(Acceptance)
 	err := eachField(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case afJustification:
@@ -285,7 +284,7 @@ func eachField(b []byte, f func(protowire.Number, protowire.Type, []byte) (int, 
 	for len(b) > 0 {
 		num, typ, m := protowire.ConsumeTag(b)
 		if m < 0 {
-			return fmt.Errorf("%w: tag: %w", errDriftValue, protowire.ParseError(m))
+			return fmt.Errorf("%w: tag: %w", ErrCorruptDrift, protowire.ParseError(m))
 		}
 		b = b[m:]
 		m, err := f(num, typ, b)
@@ -338,10 +337,10 @@ func consumeTime(num protowire.Number, typ protowire.Type, b []byte, t *time.Tim
 		}
 		sec := protowire.DecodeZigZag(zsec)
 		if ms+mn != len(v) || nsec >= 1e9 {
-			return 0, fmt.Errorf("%w: field %d: bad time", errDriftValue, num)
+			return 0, fmt.Errorf("%w: field %d: bad time", ErrCorruptDrift, num)
 		}
 		if *t = time.Unix(sec, int64(nsec)).UTC(); t.Unix() != sec {
-			return 0, fmt.Errorf("%w: field %d: time out of range", errDriftValue, num)
+			return 0, fmt.Errorf("%w: field %d: time out of range", ErrCorruptDrift, num)
 		}
 		return m, nil
 	}
@@ -349,9 +348,9 @@ func consumeTime(num protowire.Number, typ protowire.Type, b []byte, t *time.Tim
 }
 
 func wireTypeErr(num protowire.Number, typ protowire.Type) error {
-	return fmt.Errorf("%w: field %d of wire type %d", errDriftValue, num, typ)
+	return fmt.Errorf("%w: field %d of wire type %d", ErrCorruptDrift, num, typ)
 }
 
 func fieldErr(num protowire.Number, m int) error {
-	return fmt.Errorf("%w: field %d: %w", errDriftValue, num, protowire.ParseError(m))
+	return fmt.Errorf("%w: field %d: %w", ErrCorruptDrift, num, protowire.ParseError(m))
 }

@@ -1,24 +1,21 @@
-package bboltstore
+package store
 
 import (
 	"bytes"
-	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/quantumlayer/qinfra/pkg/baseline"
-	"github.com/quantumlayer/qinfra/server/internal/store"
 )
+
+// keyID7 is the ID the key of drift 7 implies, as the backends make it.
+const keyID7 = "d-7"
 
 // TestDriftCodecFieldCounts fails when a field is added to a struct the
 // drift codec encodes, so that the field is not silently dropped from the
@@ -28,12 +25,12 @@ func TestDriftCodecFieldCounts(t *testing.T) {
 		typ  reflect.Type
 		want int
 	}{
-		{reflect.TypeFor[store.Drift](), 7}, // Deviation embedded counts as one
+		{reflect.TypeFor[Drift](), 7}, // Deviation embedded counts as one
 		{reflect.TypeFor[baseline.Deviation](), 10},
-		{reflect.TypeFor[store.Acceptance](), 4},
+		{reflect.TypeFor[Acceptance](), 4},
 	} {
 		if n := c.typ.NumField(); n != c.want {
-			t.Errorf("%s has %d fields, the drift codec (driftcodec.go) encodes %d: encode the new field under a new field number in encodeDrift and decodeDriftV1, then update this count", c.typ, n, c.want)
+			t.Errorf("%s has %d fields, the drift codec (driftcodec.go) encodes %d: encode the new field under a new field number in EncodeDrift and decodeDriftV1, then update this count", c.typ, n, c.want)
 		}
 	}
 }
@@ -92,8 +89,8 @@ func setLeaf(v reflect.Value, path []int, seed int) {
 }
 
 // fullDrift returns a drift with every field set, each to its own value.
-func fullDrift(t testing.TB) *store.Drift {
-	d := new(store.Drift)
+func fullDrift(t testing.TB) *Drift {
+	d := new(Drift)
 	v := reflect.ValueOf(d).Elem()
 	for i, path := range driftLeaves(t, v.Type(), nil, "Drift") {
 		setLeaf(v, path, i+1)
@@ -101,16 +98,16 @@ func fullDrift(t testing.TB) *store.Drift {
 	return d
 }
 
-func roundTrip(t testing.TB, n uint64, d *store.Drift) *store.Drift {
+func roundTrip(t testing.TB, keyID string, d *Drift) *Drift {
 	t.Helper()
-	v, err := encodeDrift(n, d)
+	v, err := EncodeDrift(d, keyID)
 	if err != nil {
 		t.Fatalf("encode %+v: %v", d, err)
 	}
-	if v[0] != driftCodecV1 {
+	if v[0] != DriftCodecV1 {
 		t.Fatalf("encoding starts with %#x", v[0])
 	}
-	got, err := decodeDrift(n, v)
+	got, err := DecodeDrift(v, keyID)
 	if err != nil {
 		t.Fatalf("decode %x: %v", v, err)
 	}
@@ -121,38 +118,38 @@ func roundTrip(t testing.TB, n uint64, d *store.Drift) *store.Drift {
 // as it was written.
 func TestDriftCodecRoundTrip(t *testing.T) {
 	full := fullDrift(t)
-	if got := roundTrip(t, 7, full); !reflect.DeepEqual(got, full) {
+	if got := roundTrip(t, keyID7, full); !reflect.DeepEqual(got, full) {
 		t.Fatalf("round trip of a full drift:\n got %+v %+v\nwant %+v %+v", got, got.Acceptance, full, full.Acceptance)
 	}
 	// Each field alone: nothing leaks into another field, nothing is
 	// lost for being alone.
-	typ := reflect.TypeFor[store.Drift]()
+	typ := reflect.TypeFor[Drift]()
 	for i, path := range driftLeaves(t, typ, nil, "Drift") {
-		d := &store.Drift{ID: driftID(7)}
+		d := &Drift{ID: keyID7}
 		setLeaf(reflect.ValueOf(d).Elem(), path, i+1)
-		if got := roundTrip(t, 7, d); !reflect.DeepEqual(got, d) {
+		if got := roundTrip(t, keyID7, d); !reflect.DeepEqual(got, d) {
 			t.Errorf("field %s alone: got %+v, want %+v", typ.FieldByIndex(path[:1]).Name, got, d)
 		}
 	}
-	for name, d := range map[string]*store.Drift{
+	for name, d := range map[string]*Drift{
 		"zero":                {},
-		"ID from key":         {ID: driftID(7)},
+		"ID from key":         {ID: keyID7},
 		"ID not from key":     {ID: "d-8"},
-		"empty acceptance":    {ID: driftID(7), Acceptance: &store.Acceptance{}},
+		"empty acceptance":    {ID: keyID7, Acceptance: &Acceptance{}},
 		"negative version":    {Deviation: baseline.Deviation{BaselineVersion: -3}},
 		"times beyond nanos":  {OpenedAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC), UpdatedAt: time.Date(1600, 5, 6, 7, 8, 9, 999999999, time.UTC), ResolvedAt: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
 		"times at nano edges": {OpenedAt: minNanoTime.UTC(), UpdatedAt: maxNanoTime.UTC(), ResolvedAt: time.Unix(0, 0).UTC()},
-		"acceptance forever":  {Acceptance: &store.Acceptance{Until: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), At: time.Date(1969, 12, 31, 23, 59, 59, 5, time.UTC)}},
+		"acceptance forever":  {Acceptance: &Acceptance{Until: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC), At: time.Date(1969, 12, 31, 23, 59, 59, 5, time.UTC)}},
 	} {
-		if got := roundTrip(t, 7, d); !reflect.DeepEqual(got, d) {
+		if got := roundTrip(t, keyID7, d); !reflect.DeepEqual(got, d) {
 			t.Errorf("%s: got %+v, want %+v", name, got, d)
 		}
 	}
 	// Times are stored in UTC: another location reads back as the same
 	// instant in UTC, and a monotonic reading is dropped, as with JSON.
 	cet := time.FixedZone("CET", 3600)
-	local := &store.Drift{OpenedAt: time.Date(2026, 3, 1, 13, 0, 0, 5, cet), UpdatedAt: time.Now(), Acceptance: &store.Acceptance{Until: time.Date(3000, 1, 1, 0, 0, 0, 0, cet)}}
-	got := roundTrip(t, 1, local)
+	local := &Drift{OpenedAt: time.Date(2026, 3, 1, 13, 0, 0, 5, cet), UpdatedAt: time.Now(), Acceptance: &Acceptance{Until: time.Date(3000, 1, 1, 0, 0, 0, 0, cet)}}
+	got := roundTrip(t, "d-1", local)
 	for _, p := range [][2]time.Time{{got.OpenedAt, local.OpenedAt}, {got.UpdatedAt, local.UpdatedAt}, {got.Acceptance.Until, local.Acceptance.Until}} {
 		if !p[0].Equal(p[1]) || p[0].Location() != time.UTC || p[0] != p[1].Round(0).UTC() {
 			t.Errorf("time %v read back as %v", p[1], p[0])
@@ -163,7 +160,7 @@ func TestDriftCodecRoundTrip(t *testing.T) {
 // TestDriftCodecSkipsUnknownFields: a field a later build adds is skipped.
 func TestDriftCodecSkipsUnknownFields(t *testing.T) {
 	full := fullDrift(t)
-	v, err := encodeDrift(7, full)
+	v, err := EncodeDrift(full, keyID7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,30 +170,30 @@ func TestDriftCodecSkipsUnknownFields(t *testing.T) {
 	v = protowire.AppendVarint(v, 1<<40)
 	v = protowire.AppendTag(v, 101, protowire.Fixed32Type)
 	v = protowire.AppendFixed32(v, 5)
-	got, err := decodeDrift(7, v)
+	got, err := DecodeDrift(v, keyID7)
 	if err != nil || !reflect.DeepEqual(got, full) {
 		t.Fatalf("with unknown fields: %+v, %v; want %+v", got, err, full)
 	}
 }
 
-// oldJSON are drift values as builds before driftCodecV1 wrote them
-// (json.Marshal of store.Drift), with the drift they hold.
+// oldJSON are drift values as builds before DriftCodecV1 wrote them
+// (json.Marshal of Drift), with the drift they hold.
 var oldJSON = []struct {
 	json string
-	want store.Drift
+	want Drift
 }{
 	{
 		`{"id":"d-3","host_id":"h1","baseline":"web","baseline_version":2,"drift_type":"version","severity":"high","action":"alert","kind":"package","key":"openssl","rule":"package_minimum","expected":"\u003e= 3.0","actual":"1.1","opened_at":"2026-03-01T12:00:00.123456789Z","updated_at":"2026-03-01T12:01:00Z","acceptance":{"justification":"vendor pinned","until":"2026-03-02T12:00:00Z","by":"ops","at":"2026-03-01T12:05:00Z"}}`,
-		store.Drift{
+		Drift{
 			ID: "d-3", HostID: "h1",
 			Deviation: baseline.Deviation{Baseline: "web", BaselineVersion: 2, Type: "version", Severity: "high", Action: "alert", Kind: "package", Key: "openssl", Rule: "package_minimum", Expected: ">= 3.0", Actual: "1.1"},
 			OpenedAt:  time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC), UpdatedAt: time.Date(2026, 3, 1, 12, 1, 0, 0, time.UTC),
-			Acceptance: &store.Acceptance{Justification: "vendor pinned", Until: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC), By: "ops", At: time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)},
+			Acceptance: &Acceptance{Justification: "vendor pinned", Until: time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC), By: "ops", At: time.Date(2026, 3, 1, 12, 5, 0, 0, time.UTC)},
 		},
 	},
 	{
 		`{"id":"d-4","host_id":"h2","baseline":"db","baseline_version":1,"drift_type":"missing","severity":"low","action":"","kind":"file","key":"/etc/motd","rule":"file_present","expected":"present","actual":"absent","opened_at":"2026-03-01T12:00:00Z","updated_at":"2026-03-01T13:00:00Z","resolved_at":"2026-03-01T13:00:00Z"}`,
-		store.Drift{
+		Drift{
 			ID: "d-4", HostID: "h2",
 			Deviation: baseline.Deviation{Baseline: "db", BaselineVersion: 1, Type: "missing", Severity: "low", Kind: "file", Key: "/etc/motd", Rule: "file_present", Expected: "present", Actual: "absent"},
 			OpenedAt:  time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC), ResolvedAt: time.Date(2026, 3, 1, 13, 0, 0, 0, time.UTC),
@@ -205,7 +202,7 @@ var oldJSON = []struct {
 	{
 		// Zero times, as JSON wrote them; an acceptance of zero values.
 		`{"id":"","host_id":"","baseline":"","baseline_version":0,"drift_type":"","severity":"","action":"","kind":"","key":"","rule":"","expected":"","actual":"","opened_at":"0001-01-01T00:00:00Z","updated_at":"0001-01-01T00:00:00Z","acceptance":{"justification":"","until":"0001-01-01T00:00:00Z","by":"","at":"0001-01-01T00:00:00Z"}}`,
-		store.Drift{Acceptance: &store.Acceptance{}},
+		Drift{Acceptance: &Acceptance{}},
 	},
 }
 
@@ -216,23 +213,23 @@ func TestDriftCodecReadsJSON(t *testing.T) {
 		if b, err := json.Marshal(&c.want); err != nil || string(b) != c.json {
 			t.Fatalf("%d: the old encoding of %+v is\n%s, %v; the test has\n%s", i, c.want, b, err, c.json)
 		}
-		got, err := decodeDrift(3, []byte(c.json))
+		got, err := DecodeDrift([]byte(c.json), "d-3")
 		if err != nil || !reflect.DeepEqual(got, &c.want) {
 			t.Fatalf("%d: decode = %+v, %v; want %+v", i, got, err, c.want)
 		}
-		var viaJSON store.Drift
+		var viaJSON Drift
 		if err := json.Unmarshal([]byte(c.json), &viaJSON); err != nil || !reflect.DeepEqual(got, &viaJSON) {
 			t.Fatalf("%d: decode = %+v; json.Unmarshal %+v, %v", i, got, viaJSON, err)
 		}
-		if again := roundTrip(t, 3, got); !reflect.DeepEqual(again, got) {
+		if again := roundTrip(t, "d-3", got); !reflect.DeepEqual(again, got) {
 			t.Fatalf("%d: rewritten: %+v; want %+v", i, again, got)
 		}
 	}
 }
 
-// TestDriftCodecDamaged: damaged values are ErrCorrupt.
+// TestDriftCodecDamaged: damaged values are ErrCorruptDrift.
 func TestDriftCodecDamaged(t *testing.T) {
-	full, err := encodeDrift(7, fullDrift(t))
+	full, err := EncodeDrift(fullDrift(t), keyID7)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,26 +238,26 @@ func TestDriftCodecDamaged(t *testing.T) {
 		"unknown form":   {0x02, 0x0a, 0x00},
 		"bad JSON":       []byte(`{"id":`),
 		"truncated":      full[:len(full)-1],
-		"bad tag":        {driftCodecV1, 0x80},
-		"field 0":        {driftCodecV1, 0x02, 0x00},
-		"wrong type":     append(protowire.AppendTag([]byte{driftCodecV1}, dfHostID, protowire.VarintType), 1),
-		"bad time":       append(protowire.AppendTag([]byte{driftCodecV1}, dfOpenedAt, protowire.VarintType), 1),
-		"nanos too big":  protowire.AppendBytes(protowire.AppendTag([]byte{driftCodecV1}, dfOpenedAt, protowire.BytesType), protowire.AppendVarint([]byte{0}, 1e9)),
-		"lone end group": protowire.AppendTag([]byte{driftCodecV1}, 50, protowire.EndGroupType),
+		"bad tag":        {DriftCodecV1, 0x80},
+		"field 0":        {DriftCodecV1, 0x02, 0x00},
+		"wrong type":     append(protowire.AppendTag([]byte{DriftCodecV1}, dfHostID, protowire.VarintType), 1),
+		"bad time":       append(protowire.AppendTag([]byte{DriftCodecV1}, dfOpenedAt, protowire.VarintType), 1),
+		"nanos too big":  protowire.AppendBytes(protowire.AppendTag([]byte{DriftCodecV1}, dfOpenedAt, protowire.BytesType), protowire.AppendVarint([]byte{0}, 1e9)),
+		"lone end group": protowire.AppendTag([]byte{DriftCodecV1}, 50, protowire.EndGroupType),
 	} {
-		if d, err := decodeDrift(7, v); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: decode = %+v, %v; want ErrCorrupt", name, d, err)
+		if d, err := DecodeDrift(v, keyID7); !errors.Is(err, ErrCorruptDrift) {
+			t.Errorf("%s: decode = %+v, %v; want ErrCorruptDrift", name, d, err)
 		}
 	}
 }
 
-// FuzzDecodeDrift: a damaged drift value is refused with ErrCorrupt,
+// FuzzDecodeDrift: a damaged drift value is refused with ErrCorruptDrift,
 // never a panic; what decodes is written in the binary form and reads
 // back the same (times in UTC), and that form is a fixed point.
 func FuzzDecodeDrift(f *testing.F) {
-	for _, d := range []*store.Drift{fullDrift(f), {}, {ID: driftID(7), Acceptance: &store.Acceptance{}},
+	for _, d := range []*Drift{fullDrift(f), {}, {ID: keyID7, Acceptance: &Acceptance{}},
 		{OpenedAt: time.Date(1600, 1, 1, 0, 0, 0, 1, time.UTC)}} {
-		v, err := encodeDrift(7, d)
+		v, err := EncodeDrift(d, keyID7)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -270,20 +267,20 @@ func FuzzDecodeDrift(f *testing.F) {
 		f.Add([]byte(c.json))
 	}
 	f.Add([]byte(`{"opened_at":"2026-03-01T13:00:00+01:00","acceptance":null}`))
-	f.Add([]byte{driftCodecV1, 0x80})
+	f.Add([]byte{DriftCodecV1, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := decodeDrift(7, b)
+		d, err := DecodeDrift(b, keyID7)
 		if err != nil {
-			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			if !errors.Is(err, ErrCorruptDrift) {
+				t.Fatalf("error %v does not wrap ErrCorruptDrift", err)
 			}
 			return
 		}
-		v, err := encodeDrift(7, d)
+		v, err := EncodeDrift(d, keyID7)
 		if err != nil {
 			t.Fatalf("encode %+v: %v", d, err)
 		}
-		got, err := decodeDrift(7, v)
+		got, err := DecodeDrift(v, keyID7)
 		if err != nil {
 			t.Fatalf("decode of %x: %v", v, err)
 		}
@@ -297,118 +294,18 @@ func FuzzDecodeDrift(f *testing.F) {
 		if !reflect.DeepEqual(got, &want) {
 			t.Fatalf("decoded %+v, re-encoded %x, decoded %+v", d, v, got)
 		}
-		if v2, err := encodeDrift(7, got); err != nil || !bytes.Equal(v2, v) {
+		if v2, err := EncodeDrift(got, keyID7); err != nil || !bytes.Equal(v2, v) {
 			t.Fatalf("encodings differ: %x, %x (%v)", v, v2, err)
 		}
 	})
 }
 
-// TestDriftOldJSONInStore: a store whose drift bucket holds JSON values,
-// as an older build left it, reads them as before (also when Open indexes
-// them again), and a write rewrites a drift in the binary form.
-func TestDriftOldJSONInStore(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "qinfra.db")
-	s := openAt(t, path)
-	openAndResolveDrift(t, s)
-	if _, err := s.ReplaceHostDrift(ctx, now, store.HostDeviations{HostID: "host-0", Deviations: []baseline.Deviation{testDev("open"), testDev("open2")}}); err != nil {
-		t.Fatal(err)
-	}
-	open, err := s.ListDrift(ctx, store.DriftFilter{HostID: "host-0"})
-	if err != nil || len(open) != 2 {
-		t.Fatalf("open drift: %v, %v", open, err)
-	}
-	if _, err := s.AcceptDrift(ctx, open[0].ID, store.Acceptance{Justification: "j", Until: now.Add(time.Hour), By: "ops", At: now}); err != nil {
-		t.Fatal(err)
-	}
-	all, err := s.ListDrift(ctx, store.DriftFilter{All: true})
-	if err != nil || len(all) != 32 {
-		t.Fatalf("all drift: %d, %v", len(all), err)
-	}
-	counts, err := s.CountDrift(ctx, store.DriftFilter{All: true}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forms := func() (bin, js int) {
-		t.Helper()
-		if err := s.db.View(func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketDrift).ForEach(func(_, v []byte) error {
-				switch v[0] {
-				case driftCodecV1:
-					bin++
-				case '{':
-					js++
-				}
-				return nil
-			})
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return bin, js
-	}
-	if bin, js := forms(); bin != 32 || js != 0 {
-		t.Fatalf("drift values: %d binary, %d JSON; want all 32 binary", bin, js)
-	}
-	// Rewrite every drift as JSON, as an older build wrote it, and make
-	// Open index the drift again.
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDrift)
-		for _, d := range all {
-			n, _ := driftNum(d.ID)
-			v, err := json.Marshal(d)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(u64(n), v); err != nil {
-				return err
-			}
-		}
-		if err := tx.DeleteBucket(bucketDriftResolved); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketMeta).Delete(keyDriftIndex)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if bin, js := forms(); bin != 0 || js != 32 {
-		t.Fatalf("drift values: %d binary, %d JSON; want all 32 JSON", bin, js)
-	}
-	s.Close()
-	s = openAt(t, path)
-	if got, err := s.ListDrift(ctx, store.DriftFilter{All: true}); err != nil || !reflect.DeepEqual(got, all) {
-		t.Fatalf("from JSON: %v\n got %+v\nwant %+v", err, got, all)
-	}
-	if got, err := s.CountDrift(ctx, store.DriftFilter{All: true}, now); err != nil || !reflect.DeepEqual(got, counts) {
-		t.Fatalf("counts from JSON: %+v, %v; want %+v", got, err, counts)
-	}
-	if n := bucketKeys(t, s, bucketDriftResolved); n != 30 {
-		t.Fatalf("drift_resolved has %d keys after indexing JSON drift, want 30", n)
-	}
-	// A write rewrites the drift in the binary form; the rest stay JSON.
-	d, err := s.AcceptDrift(ctx, open[1].ID, store.Acceptance{Justification: "k", Until: now.Add(2 * time.Hour), By: "ops", At: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.GetDrift(ctx, open[1].ID); err != nil || !reflect.DeepEqual(got, d) {
-		t.Fatalf("GetDrift = %+v, %v; want %+v", got, err, d)
-	}
-	if bin, js := forms(); bin != 1 || js != 31 {
-		t.Fatalf("drift values: %d binary, %d JSON; want 1 and 31", bin, js)
-	}
-	if n, err := s.PruneDrift(ctx, now.Add(time.Hour)); err != nil || n != 30 {
-		t.Fatalf("PruneDrift = %d, %v; want 30", n, err)
-	}
-	if got, err := s.ListDrift(ctx, store.DriftFilter{All: true}); err != nil || len(got) != 2 || !reflect.DeepEqual(got[1], d) {
-		t.Fatalf("after pruning: %+v, %v", got, err)
-	}
-}
-
 // realisticDrift is a drift like the fleet benchmark's: a package version
 // requirement of an image baseline.
-func realisticDrift(host, pkg string, n uint64) *store.Drift {
+func realisticDrift(host, pkg string, n uint64) *Drift {
 	t := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	return &store.Drift{
-		ID: driftID(n), HostID: host,
+	return &Drift{
+		ID: fmt.Sprintf("d-%d", n), HostID: host,
 		Deviation: baseline.Deviation{
 			Baseline: "img3", BaselineVersion: 4, Type: baseline.TypeVersion, Severity: baseline.SeverityHigh, Action: "alert",
 			Kind: "package", Key: pkg + ":amd64", Rule: baseline.RulePackageMinimum, Expected: ">= 1.3.5-2", Actual: "1.3.5-1",
@@ -417,16 +314,15 @@ func realisticDrift(host, pkg string, n uint64) *store.Drift {
 	}
 }
 
-// TestDriftCodecSize reports the bytes of a drift value and of the drift
-// bucket per drift, JSON against binary, and fails if the binary form is
-// not at most half the JSON.
+// TestDriftCodecSize reports the bytes of a drift value, JSON against
+// binary, and fails if the binary form is not at most half the JSON.
 func TestDriftCodecSize(t *testing.T) {
 	d := realisticDrift("host-00042.example.net", "libssl3", 123456)
 	js, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin, err := encodeDrift(123456, d)
+	bin, err := EncodeDrift(d, d.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,44 +330,4 @@ func TestDriftCodecSize(t *testing.T) {
 	if 2*len(bin) > len(js) {
 		t.Errorf("binary %d bytes, JSON %d: want at most half", len(bin), len(js))
 	}
-	if testing.Short() {
-		return
-	}
-	// The drift bucket on disk, pages and all, for 200 hosts with 48
-	// drifts each, in each form.
-	s := openTemp(t)
-	const hosts, per = 200, 48
-	var total, totalJSON int
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketDrift)
-		if err != nil {
-			return err
-		}
-		b.FillPercent = appendFill
-		n := uint64(0)
-		for h := range hosts {
-			for i := range per {
-				n++
-				d := realisticDrift(fmt.Sprintf("host-%05d.example.net", h), fmt.Sprintf("pkg%d-%s", i, strings.Repeat("x", i%8)), n)
-				v, err := encodeDrift(n, d)
-				if err != nil {
-					return err
-				}
-				js, _ := json.Marshal(d)
-				total, totalJSON = total+len(v), totalJSON+len(js)
-				if err := b.Put(binary.BigEndian.AppendUint64(nil, n), v); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	sizes, err := s.BucketSizes(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d drifts: values %d B/drift binary, %d B/drift JSON; drift bucket %d B/drift, %d B/host (binary)",
-		hosts*per, total/(hosts*per), totalJSON/(hosts*per), sizes["drift"]/(hosts*per), sizes["drift"]/hosts)
 }
