@@ -446,21 +446,7 @@ func TestRestoreV2Backup(t *testing.T) {
 		items[fmt.Sprintf("host-%05d", i)] = append(imageItems(t, 0, 100), ownPackages(t, i, 2)...)
 	}
 	writeV2(t, backup, items)
-	f, err := os.Open(backup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	target := filepath.Join(dir, "restored", "qinfra.db")
-	res, err := Restore(context.Background(), f, target, RestoreOptions{})
-	if err != nil {
-		t.Fatalf("Restore of a version 2 backup: %v", err)
-	}
-	if res.Hosts != 3 {
-		t.Fatalf("restored %d hosts, want 3", res.Hosts)
-	}
-	r := openAt(t, target)
-	checkSets(t, r)
+	r := restoreBackup(t, backup, filepath.Join(dir, "restored", "qinfra.db"), 3)
 	for h, want := range items {
 		got, err := r.ListItems(context.Background(), h, "")
 		if err != nil || len(got) != len(want) {
@@ -617,22 +603,29 @@ func TestRestoreV3Backup(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeV3(t, backup)
+	r := restoreBackup(t, backup, filepath.Join(dir, "restored", "qinfra.db"), 3)
+	for h, items := range want {
+		wantItems(t, r, h, items)
+	}
+}
+
+// restoreBackup restores the backup file at backup to target, checks that
+// it held hosts hosts and that its sets add up, and opens the result.
+func restoreBackup(t *testing.T, backup, target string, hosts int) *Store {
+	t.Helper()
 	f, err := os.Open(backup)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	target := filepath.Join(dir, "restored", "qinfra.db")
 	res, err := Restore(context.Background(), f, target, RestoreOptions{})
 	if err != nil {
-		t.Fatalf("Restore of a version 3 backup: %v", err)
+		t.Fatalf("Restore of %s: %v", backup, err)
 	}
-	if res.Hosts != 3 {
-		t.Fatalf("restored %d hosts, want 3", res.Hosts)
+	if res.Hosts != hosts {
+		t.Fatalf("restored %d hosts, want %d", res.Hosts, hosts)
 	}
 	r := openAt(t, target)
 	checkSets(t, r)
-	for h, items := range want {
-		wantItems(t, r, h, items)
-	}
+	return r
 }

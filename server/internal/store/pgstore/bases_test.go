@@ -439,10 +439,8 @@ func TestBasesStorage(t *testing.T) {
 // TestMigrateHostItems: sets stored as host_items rows (schema version 4)
 // become bases, one per distinct set, and read the same.
 func TestMigrateHostItems(t *testing.T) {
-	dsn := pgtest.DSN(t)
 	ctx := context.Background()
-	conn := connectAtVersion(t, dsn, 4)
-	defer conn.Close(ctx)
+	dsn, conn := connectAtVersion(t, 4)
 	x := append(benchItems(t, 150, "1"), hostItems(t, 1)...)
 	y := append(benchItems(t, 150, "2"), hostItems(t, 2)...)
 	sets := map[string][]*commonv1.Item{"h1": x, "h2": x, "h3": y, "h4": nil}
@@ -595,15 +593,18 @@ func TestBasesConcurrent(t *testing.T) {
 	t.Logf("%d bases, %d overlay entries", countRows(t, replicas[0], "inv_bases"), overlayEntries(t, replicas[0]))
 }
 
-// connectAtVersion connects to the database at dsn and migrates it to
-// schema version v only, as an older release left it.
-func connectAtVersion(t *testing.T, dsn string, v int) *pgx.Conn {
+// connectAtVersion connects to a database of the test's own (pgtest.DSN)
+// migrated to schema version v only, as an older release left it, and
+// returns its DSN and the connection, closed at cleanup.
+func connectAtVersion(t *testing.T, v int) (string, *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()
+	dsn := pgtest.DSN(t)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { conn.Close(ctx) })
 	ms, err := loadMigrations()
 	if err != nil {
 		t.Fatal(err)
@@ -620,5 +621,5 @@ func connectAtVersion(t *testing.T, dsn string, v int) *pgx.Conn {
 			t.Fatal(err)
 		}
 	}
-	return conn
+	return dsn, conn
 }

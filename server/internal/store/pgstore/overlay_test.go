@@ -14,7 +14,6 @@ import (
 	"github.com/quantumlayer/qinfra/pkg/inventory"
 	commonv1 "github.com/quantumlayer/qinfra/proto/gen/qinfra/common/v1"
 	"github.com/quantumlayer/qinfra/server/internal/store"
-	"github.com/quantumlayer/qinfra/server/internal/store/pgstore/pgtest"
 )
 
 // ovEntryOf is the overlay entry holding it.
@@ -127,10 +126,8 @@ func FuzzDecodeOverlay(f *testing.F) {
 // version 5) become overlay values holding their bodies, and read the
 // same; hosts on them take deltas.
 func TestMigrateOverlays(t *testing.T) {
-	dsn := pgtest.DSN(t)
 	ctx := context.Background()
-	conn := connectAtVersion(t, dsn, 5)
-	defer conn.Close(ctx)
+	dsn, conn := connectAtVersion(t, 5)
 	// h1 and h2 on base x; h1 with 3 packages changed, 2 added, one
 	// removed and the forged item; h3 on no base, all in its overlay.
 	x := benchItems(t, 100, "1")
