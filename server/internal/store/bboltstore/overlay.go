@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
 const (
@@ -45,11 +47,6 @@ const (
 	ovBlob      = 1
 	ovBody      = 2
 )
-
-// hashField is the start of a blob holding an item hash: field 3 of Item,
-// length-delimited, 32 bytes long. encodeBlob writes it first, as
-// deterministic marshalling writes fields in number order.
-var hashField = []byte{3<<3 | 2, sha256.Size}
 
 // ovDict is the preset dictionary of deflated overlays: words common in
 // items' bodies. It is part of the stored format: a different dictionary
@@ -92,7 +89,7 @@ func encodeOverlay(base []byte, ov []ovEntry, blobOf func(id []byte) ([]byte, er
 		if err != nil {
 			return nil, fmt.Errorf("overlay entry %q: %w", e.key, err)
 		}
-		if rest, ok := derivedHash(b); ok {
+		if rest, ok := store.SealedRest(b); ok {
 			body = append(body, ovBody)
 			b = rest
 		} else {
@@ -129,17 +126,6 @@ func encodeOverlay(base []byte, ov []ovEntry, blobOf func(id []byte) ([]byte, er
 	return append(out, body...), nil
 }
 
-// derivedHash returns blob without its leading item hash field if the
-// hash is the SHA-256 of the rest.
-func derivedHash(blob []byte) ([]byte, bool) {
-	if len(blob) < len(hashField)+sha256.Size || !bytes.HasPrefix(blob, hashField) {
-		return nil, false
-	}
-	rest := blob[len(hashField)+sha256.Size:]
-	sum := sha256.Sum256(rest)
-	return rest, bytes.Equal(sum[:], blob[len(hashField):len(hashField)+sha256.Size])
-}
-
 // decodeOverlay decodes a stored overlay: the host's base ID (nil for
 // none), its entries, each upsert with its blob ID, and the upserts'
 // blobs by ID. This is the form the rest of the package works with.
@@ -156,21 +142,13 @@ func decodeOverlay(v []byte) (base []byte, ov []ovEntry, vals map[string][]byte,
 		}
 		blob := e.val
 		if e.sealed {
-			blob = sealedBlob(e.val)
+			blob = store.SealedBody(e.val)
 		}
 		id := sha256.Sum256(blob)
 		e.blob, e.val, e.sealed = id[:], nil, false
 		vals[string(e.blob)] = blob
 	}
 	return base, ov, vals, nil
-}
-
-// sealedBlob returns the blob whose item hash field, left out of the
-// overlay, is the SHA-256 of rest.
-func sealedBlob(rest []byte) []byte {
-	sum := sha256.Sum256(rest)
-	blob := make([]byte, 0, len(hashField)+sha256.Size+len(rest))
-	return append(append(append(blob, hashField...), sum[:]...), rest...)
 }
 
 // readOverlay decodes a stored overlay without computing blob IDs: each
@@ -223,7 +201,7 @@ func readOverlay(v []byte) (base []byte, ov []ovEntry, err error) {
 			e.val = b[n : n+int(l) : n+int(l)]
 			e.sealed = tag == ovBody
 			b = b[n+int(l):]
-			if _, ok := derivedHash(e.val); ok && tag == ovBlob {
+			if _, ok := store.SealedRest(e.val); ok && tag == ovBlob {
 				// encodeOverlay writes such a blob in the second form:
 				// this one is not what it stored.
 				return nil, nil, corruptf("overlay entry %d: blob in the wrong form", len(ov))

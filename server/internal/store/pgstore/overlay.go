@@ -44,6 +44,7 @@ import (
 	"fmt"
 
 	"github.com/quantumlayer/qinfra/pkg/inventory"
+	"github.com/quantumlayer/qinfra/server/internal/store"
 )
 
 // overlayFormat is the first byte of an overlay value.
@@ -55,25 +56,6 @@ const (
 	tagBody      = 1
 	tagSealed    = 2
 )
-
-// hashField is how a stored body starts when its item hash is set: the
-// tag of Item's field 3 (hash, length-delimited) and the hash's length.
-var hashField = []byte{3<<3 | 2, sha256.Size}
-
-// sealedRest returns the part of body after its item hash, if body is the
-// item hash field followed by bytes hashing to that hash.
-func sealedRest(body []byte) ([]byte, bool) {
-	n := len(hashField) + sha256.Size
-	if len(body) < n || !bytes.HasPrefix(body, hashField) {
-		return nil, false
-	}
-	rest := body[n:]
-	sum := sha256.Sum256(rest)
-	if !bytes.Equal(sum[:], body[len(hashField):n]) {
-		return nil, false
-	}
-	return rest, true
-}
 
 // encodeOverlay encodes entries, sorted by ref, each a tombstone (nil
 // bodyHash) or an item with its body; nil for no entries (a NULL value).
@@ -103,7 +85,7 @@ func encodeOverlay(entries []ovEntry) ([]byte, error) {
 			// (fillBodies): a missing one is a bug, not a tombstone.
 			return nil, fmt.Errorf("encode overlay: entry %s has no body", e.ref)
 		default:
-			if rest, ok := sealedRest(e.body); ok {
+			if rest, ok := store.SealedRest(e.body); ok {
 				b = append(b, tagSealed)
 				b = binary.AppendUvarint(b, uint64(len(rest)))
 				b = append(b, rest...)
@@ -149,10 +131,7 @@ func decodeOverlay(b []byte) ([]ovEntry, error) {
 		case tagBody:
 			e.body = bytes.Clone(d.bytes())
 		case tagSealed:
-			rest := d.bytes()
-			sum := sha256.Sum256(rest)
-			e.body = make([]byte, 0, len(hashField)+len(sum)+len(rest))
-			e.body = append(append(append(e.body, hashField...), sum[:]...), rest...)
+			e.body = store.SealedBody(d.bytes())
 		default:
 			return nil, fmt.Errorf("%w: entry %s has tag %d", errOverlay, e.ref, tag)
 		}

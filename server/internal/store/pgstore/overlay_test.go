@@ -54,10 +54,10 @@ func TestOverlayEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := sealedRest(sealed.body); !ok {
+	if _, ok := store.SealedRest(sealed.body); !ok {
 		t.Fatal("a sealed item's body is not taken for sealed")
 	}
-	if _, ok := sealedRest(forged.body); ok {
+	if _, ok := store.SealedRest(forged.body); ok {
 		t.Fatal("a forged item's body is taken for sealed")
 	}
 	if max := 1 + 3*8 + len(tomb.ref.Kind) + len(tomb.ref.Key) + len(sealed.body) - 32 + len(sealed.ref.Kind) + len(sealed.ref.Key) +
